@@ -1,0 +1,79 @@
+"""Image and label file I/O, and atomic writes (a reader never sees a half-written file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 (H, W, 3) RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """Read a single-channel (or palette) label PNG as its raw integer ids, (H, W)."""
+    with Image.open(path) as im:
+        if im.mode in ("RGB", "RGBA"):
+            raise ValueError(f"{path}: label image is {im.mode}, expected single-channel ids")
+        return np.asarray(im)
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def png_bytes(array: np.ndarray, compress_level: int = 1) -> bytes:
+    """Encode uint8 (H, W) or (H, W, 3) as PNG bytes (fast, lossless)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def write_png(path: str | Path, array: np.ndarray, compress_level: int = 1) -> None:
+    """Atomically write a uint8 image or label map as PNG."""
+    if array.dtype != np.uint8:
+        if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise ValueError(f"{path}: values outside 0..255 cannot be stored as an 8-bit PNG")
+        array = array.astype(np.uint8)
+    atomic_write_bytes(path, png_bytes(array, compress_level))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write JSON (indented, UTF-8)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

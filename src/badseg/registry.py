@@ -1,0 +1,62 @@
+"""Name → factory registries with a decorator, as in timm's ``register_model``.
+
+Example:
+    >>> DATASETS = Registry("dataset")
+    >>> @DATASETS.register("toy")
+    ... def toy(**kw): ...
+    >>> DATASETS.build("toy")
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly.
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A named collection of factories (classes or functions)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator that registers ``fn`` under ``name`` (warns when overwriting)."""
+
+        def decorator(fn: T) -> T:
+            if name in self._entries and self._entries[name] is not fn:
+                warnings.warn(f"{self.kind} {name!r} registered twice; the later one wins", stacklevel=2)
+            self._entries[name] = fn
+            return fn
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._entries)) or "(none registered)"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        """Call the factory registered under ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
