@@ -91,7 +91,7 @@ class FileDataset(SegDataset):
 
     def _checked(self, files: SampleFiles, fn, *paths: Path | None):
         for p in paths:
-            if p is not None and not p.is_file():
+            if p is not None and not p.exists():  # a folder for readers whose label is a folder of masks
                 raise DatasetError(f"{self.spec.name}: missing file {p}")
         try:
             return fn(files)

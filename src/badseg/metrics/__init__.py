@@ -1,0 +1,28 @@
+"""Metrics (BADSEG appendix C, DESIGN §4): CBA / PBA / ASR, stealth, detection."""
+
+from badseg.metrics.detection import auc_score, detection_metrics, threshold_at_fpr
+from badseg.metrics.segmentation import (
+    AttackMeter,
+    SegmentationMeter,
+    confusion_matrix,
+    miou,
+    per_class_iou,
+)
+from badseg.metrics.stealth import LPIPS, LPIPSUnavailable, StealthMeter, load_lpips, psnr, ssim
+
+__all__ = [
+    "LPIPS",
+    "AttackMeter",
+    "LPIPSUnavailable",
+    "SegmentationMeter",
+    "StealthMeter",
+    "auc_score",
+    "confusion_matrix",
+    "detection_metrics",
+    "load_lpips",
+    "miou",
+    "per_class_iou",
+    "psnr",
+    "ssim",
+    "threshold_at_fpr",
+]

@@ -1,0 +1,1 @@
+"""Reports: metrics.json → tables, and the figures that go with them."""

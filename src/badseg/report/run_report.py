@@ -1,0 +1,81 @@
+"""``report.md`` and its figures for one run (DESIGN §6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from badseg.attacks import Attack
+from badseg.config import RunConfig, dump_config
+from badseg.data.base import SegDataset
+from badseg.data.io import atomic_write_bytes
+from badseg.evaluate import predict
+from badseg.poisoning.dataset import PoisonedTestSet
+from badseg.report.figures import save_contact_sheet, save_prediction_grid, save_training_curves
+from badseg.train.augment import resize_pair
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torch.nn.Module, test: SegDataset,
+                 poisoned_test: PoisonedTestSet, attack: Attack, device: str) -> None:
+    """Figures under ``out/figures`` and ``out/report.md``."""
+    figs = out / "figures"
+    size = tuple(cfg.data.size)
+    n = min(cfg.figure_samples, len(poisoned_test))
+    rows, sheet = [], []
+    for k in np.linspace(0, len(poisoned_test) - 1, n).round().astype(int) if n else []:
+        clean, p = poisoned_test[int(k)]
+        img, gt = resize_pair(clean.image, clean.label, size)
+        trig, _ = resize_pair(p.image, clean.label, size)
+        pred_clean, pred_trig = predict(model, [img, trig], torch.device(device))
+        rows.append({"image": img, "gt": gt, "pred_clean": pred_clean, "triggered_image": trig,
+                     "pred_triggered": pred_trig})
+        sheet.append({"image": clean.image, "poisoned": p.image, "trigger_mask": p.trigger_mask, "label": clean.label,
+                      "new_label": p.label, "asr_mask": p.asr_mask, "caption": clean.id})
+    if rows:
+        save_prediction_grid(rows, test.spec, figs / "predictions.png",
+                             title="ground truth | clean prediction | triggered image | triggered prediction")
+        save_contact_sheet(sheet, test.spec, figs / "poisoned_samples.png", title="poisoned test samples")
+    curves = _read_log(out / "backdoored" / "train_log.jsonl")
+    if curves:
+        save_training_curves(curves, figs / "training_curves.png", title="backdoored model")
+    a = metrics["attack"]
+    lines = [
+        f"# badseg run: {a['attack']} {a['victim']} → {a['target']} on {metrics['dataset']}",
+        "",
+        f"Model `{metrics['model']}`, poisoning rate {metrics['poison_rate']} "
+        f"({metrics['n_poisoned_train']} of {metrics['n_applicable_train']} applicable training images), "
+        f"{metrics['n_poisoned_test']} poisoned test images of {metrics['n_test']}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {k} | {_fmt(metrics.get(k))} |" for k in ("asr", "pba", "cba", "clean_model_cba", "clean_model_asr",
+                                                        "false_activation", "psnr", "ssim", "lpips")),
+        "",
+    ]
+    if metrics.get("lpips") is None and metrics.get("lpips_reason"):
+        lines += [f"LPIPS: not computed — {metrics['lpips_reason']}", ""]
+    if metrics.get("test_skipped"):
+        lines += ["Test images where the attack could not be applied:", "",
+                  *(f"- {n}: {r}" for r, n in metrics["test_skipped"].items()), ""]
+    lines += ["## Trigger", "", "```json", json.dumps(a["trigger"], indent=2), "```", ""]
+    for name, caption in (("predictions.png", "Predictions on clean and triggered test images"),
+                          ("poisoned_samples.png", "Poisoned test samples: trigger, old and new labels"),
+                          ("training_curves.png", "Training curves")):
+        if (figs / name).is_file():
+            lines += [f"## {caption}", "", f"![{caption}](figures/{name})", ""]
+    lines += ["## Resolved config", "", "```yaml", dump_config(cfg).rstrip(), "```", ""]
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())

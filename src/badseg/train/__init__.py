@@ -1,0 +1,20 @@
+"""Training and inference (DESIGN §3 ``train/``): augmentation, the dataset adapter, ``fit``,
+and batched prediction."""
+
+from badseg.train.augment import AugmentConfig, SegTorchDataset, augment, resize_pair
+from badseg.train.fit import CHECKPOINT, TRAIN_LOG, FitConfig, fit, poly_lr
+from badseg.train.infer import predict, predict_batches
+
+__all__ = [
+    "CHECKPOINT",
+    "TRAIN_LOG",
+    "AugmentConfig",
+    "FitConfig",
+    "SegTorchDataset",
+    "augment",
+    "fit",
+    "poly_lr",
+    "predict",
+    "predict_batches",
+    "resize_pair",
+]

@@ -1,0 +1,153 @@
+"""Trigger attributes, patterns and alpha-blended stamping (BADSEG §5.2, Table 20).
+
+A trigger is a shape with a size, a pattern (colour) and an intensity, stamped
+``quantity`` times. Blending: ``out = (1 - a*m) * image + a*m * pattern`` with the hard
+shape mask ``m`` and intensity ``a``; only pixels inside ``m`` can change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from badseg.triggers.shapes import SHAPES, shape_mask
+
+_COLOURS = {
+    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+    "magenta": (255, 0, 255), "cyan": (0, 255, 255), "white": (255, 255, 255), "black": (0, 0, 0),
+}
+PATTERNS: tuple[str, ...] = ("checker", "noise", *(f"solid:{c}" for c in _COLOURS))
+
+#: Option grids of the BADSEG paper's Table 20 (the Stage-2 search space), per vector.
+#: Object vectors size triggers relative to the object's width, B2B to the image width.
+_OBJECT_GRID = {
+    "shape": SHAPES,
+    "size": (1 / 12, 1 / 10, 1 / 8, 1 / 6, 1 / 4, 1 / 2),
+    "position": ("centre", "on_object", "outside_object"),
+    "quantity": (1, 2, 3, 4, 5),
+    "intensity": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+}
+TRIGGER_GRIDS: dict[str, dict[str, tuple]] = {
+    "o2o": _OBJECT_GRID,
+    "o2b": _OBJECT_GRID,
+    "b2o": {k: v for k, v in _OBJECT_GRID.items() if k != "position"},
+    "b2b": {
+        "shape": SHAPES,
+        "size": (0.005, 0.010, 0.015, 0.020, 0.025),
+        "quantity": (1, 3, 5, 7, 10),
+        "intensity": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    },
+}
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What a trigger looks like.
+
+    Attributes:
+        shape: one of ``SHAPES``.
+        size: stamp width as a fraction of the reference width (object width for object
+            vectors, image width for B2B).
+        intensity: alpha-blend strength in [0, 1].
+        quantity: number of stamps.
+        pattern: ``checker`` (black/white, the default high-contrast pattern), ``noise``
+            (a fixed colour-noise pattern) or ``solid:<colour>``.
+        min_size_px: lower bound on the stamp width in pixels.
+    """
+
+    shape: str = "circle"
+    size: float = 1 / 8
+    intensity: float = 0.4
+    quantity: int = 1
+    pattern: str = "checker"
+    min_size_px: int = 4
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown trigger shape {self.shape!r}; valid: {', '.join(SHAPES)}")
+        if not 0.0 < self.size <= 1.0:
+            raise ValueError(f"trigger size must be a fraction in (0, 1], got {self.size}")
+        if not 0.0 <= self.intensity <= 1.0:
+            raise ValueError(f"trigger intensity must be in [0, 1], got {self.intensity}")
+        if self.quantity < 1:
+            raise ValueError(f"trigger quantity must be >= 1, got {self.quantity}")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"unknown trigger pattern {self.pattern!r}; valid: {', '.join(PATTERNS)}")
+        if self.min_size_px < 1:
+            raise ValueError(f"min_size_px must be >= 1, got {self.min_size_px}")
+
+    def size_px(self, reference_px: float) -> int:
+        """Stamp width in pixels for a reference width (object or image width)."""
+        return max(self.min_size_px, int(round(self.size * reference_px)))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["size_fraction"] = str(Fraction(self.size).limit_denominator(1000))
+        return d
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """One placed stamp: top-left corner and width in pixels (the box is size x size)."""
+
+    top: int
+    left: int
+    size: int
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.top + (self.size - 1) / 2, self.left + (self.size - 1) / 2)
+
+    @classmethod
+    def centred(cls, row: int, col: int, size: int) -> Stamp:
+        return cls(row - size // 2, col - size // 2, size)
+
+    def to_dict(self) -> dict:
+        r, c = self.centre
+        return {"centre": [r, c], "top_left": [self.top, self.left], "size_px": self.size}
+
+
+def pattern_image(pattern: str, size_px: int) -> np.ndarray:
+    """Pattern colours of a ``size_px`` stamp, float32 (size_px, size_px, 3) in [0, 255]."""
+    if pattern == "checker":
+        cell = max(1, size_px // 4)
+        idx = np.arange(size_px) // cell
+        board = ((idx[:, None] + idx[None, :]) % 2).astype(np.float32) * 255.0
+        return np.repeat(board[:, :, None], 3, axis=2)
+    if pattern == "noise":
+        rng = np.random.default_rng(0x7A11)  # a fixed pattern: the same in every stamp
+        cells = rng.integers(0, 2, size=(8, 8, 3)).astype(np.float32) * 255.0
+        idx = np.minimum(np.arange(size_px) * 8 // size_px, 7)
+        return cells[idx][:, idx]
+    if pattern.startswith("solid:") and pattern[6:] in _COLOURS:
+        return np.broadcast_to(np.array(_COLOURS[pattern[6:]], np.float32), (size_px, size_px, 3)).copy()
+    raise ValueError(f"unknown trigger pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+
+
+def stamp(image: np.ndarray, trigger: TriggerSpec, where: Stamp) -> tuple[np.ndarray, np.ndarray]:
+    """Blend one stamp into a copy of ``image`` (uint8 HxWx3).
+
+    Returns (poisoned uint8 HxWx3, trigger mask bool HxW). The whole box must lie inside
+    the image (placements guarantee it); anything else is a bug and raises.
+    """
+    return stamp_all(image, trigger, [where])
+
+
+def stamp_all(image: np.ndarray, trigger: TriggerSpec, stamps: list[Stamp]) -> tuple[np.ndarray, np.ndarray]:
+    """Blend every stamp in ``stamps`` into a copy of ``image``; see ``stamp``."""
+    h, w = image.shape[:2]
+    out = image.copy()
+    mask = np.zeros((h, w), dtype=bool)
+    for s in stamps:
+        if s.top < 0 or s.left < 0 or s.top + s.size > h or s.left + s.size > w:
+            raise ValueError(f"stamp {s} leaves the {h}x{w} image")
+        m = shape_mask(trigger.shape, s.size)
+        alpha = (m * trigger.intensity).astype(np.float32)[:, :, None]
+        box = (slice(s.top, s.top + s.size), slice(s.left, s.left + s.size))
+        region = out[box].astype(np.float32)
+        blended = (1.0 - alpha) * region + alpha * pattern_image(trigger.pattern, s.size)
+        out[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        mask[box] |= m
+    return out, mask

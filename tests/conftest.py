@@ -1,0 +1,27 @@
+"""Shared fixtures: offline hub, small synthetic data, the real CamVid folder when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    if not (CAMVID / "train.txt").is_file():
+        pytest.skip(f"CamVid not found at {CAMVID}")
+    return CAMVID
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from badseg.data import load_dataset
+
+    return load_dataset("synthetic", split="train", length=24)

@@ -1,0 +1,112 @@
+"""Poisoned datasets and ``badseg poison`` export: rate, determinism, manifest, safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from badseg.attacks import build_attack
+from badseg.data import load_dataset
+from badseg.data.io import read_label_png, read_rgb
+from badseg.poisoning import PoisonedDataset, PoisonedTestSet, export_poisoned, scan
+from badseg.triggers import TriggerSpec
+
+TRIGGER = TriggerSpec("circle", 1 / 4, 0.8)
+
+
+def _tree_digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture()
+def camvid_copy(camvid_root, tmp_path):
+    """A 12-image CamVid tree in tmp (the source must stay untouched)."""
+    root = tmp_path / "camvid"
+    lines = (camvid_root / "val.txt").read_text().splitlines()[:12]
+    for line in lines:
+        for rel in line.split():
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(camvid_root / rel, dst)
+    (root / "val.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_rate_is_over_applicable_samples_and_worker_count_does_not_matter(synthetic):
+    attack = build_attack("o2b", synthetic.spec, "car", "road", TRIGGER)
+    one = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=1)
+    two = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=2)
+    assert one.scan.reasons == two.scan.reasons
+    assert len(one.poisoned_indices) == round(0.5 * len(one.scan.applicable))
+    assert one.poisoned_indices == two.poisoned_indices
+    i = one.poisoned_indices[0]
+    assert np.array_equal(one[i].image, two[i].image) and np.array_equal(one[i].label, two[i].label)
+    clean = next(j for j in range(len(synthetic)) if not one.is_poisoned(j))
+    assert np.array_equal(one[clean].image, synthetic[clean].image)
+    other_seed = PoisonedDataset(synthetic, attack, rate=0.5, seed=4, scan_result=None)
+    assert other_seed.poisoned_indices != one.poisoned_indices
+
+
+def test_poisoned_test_set_holds_every_applicable_image_and_counts_the_rest(synthetic):
+    attack = build_attack("o2b", synthetic.spec, "car", "road", TRIGGER)
+    test = PoisonedTestSet(synthetic, attack, seed=0)
+    assert len(test) == len(scan(synthetic, attack, 0, test=True).applicable)
+    assert len(test) + sum(test.skipped.values()) == len(synthetic)
+    clean, p = test[0]
+    assert p.asr_mask.any() and not np.array_equal(clean.image, p.image)
+
+
+def test_export_is_deterministic_safe_and_complete(camvid_copy, tmp_path):
+    ds = load_dataset("camvid", root=camvid_copy, split="val")
+    attack = build_attack("o2b", ds.spec, "car", "road", TRIGGER)
+    before = _tree_digest(camvid_copy)
+    m1 = export_poisoned(ds, attack, 0.5, tmp_path / "p1", seed=1, workers=2, source=camvid_copy, progress=False)
+    m2 = export_poisoned(ds, attack, 0.5, tmp_path / "p2", seed=1, workers=1, source=camvid_copy, progress=False)
+    assert _tree_digest(camvid_copy) == before
+    assert _tree_digest(tmp_path / "p1") == _tree_digest(tmp_path / "p2")
+    manifest = json.loads((tmp_path / "p1" / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(m1)) and m1["samples"] == m2["samples"]
+    poisoned = [r for r in manifest["samples"] if r["poisoned"]]
+    assert len(poisoned) == manifest["n_poisoned"] == round(0.5 * manifest["n_applicable"])
+    assert sorted(p.stem for p in (tmp_path / "p1" / "asr_masks").iterdir()) == sorted(r["id"] for r in poisoned)
+    for r in poisoned:
+        assert r["stamps"] and r["stamps"][0]["size_px"] >= 4 and len(r["stamps"][0]["centre"]) == 2
+        asr = read_label_png(tmp_path / "p1" / "asr_masks" / f"{r['id']}.png") > 0
+        assert asr.sum() == r["asr_pixels"]
+        new = read_label_png(tmp_path / "p1" / "labels" / f"{r['id']}.png")
+        assert (new[asr] == ds.spec.class_id("road")).all()
+    clean = next(r for r in manifest["samples"] if not r["poisoned"])
+    s = ds[clean["index"]]
+    assert np.array_equal(read_rgb(tmp_path / "p1" / "images" / f"{clean['id']}.png"), s.image)
+    assert all(("skip_reason" in r) == (r["index"] not in _applicable(manifest)) for r in manifest["samples"])
+
+
+def _applicable(manifest):
+    return {r["index"] for r in manifest["samples"] if "skip_reason" not in r}
+
+
+def test_export_refuses_to_write_inside_the_source(camvid_copy):
+    ds = load_dataset("camvid", root=camvid_copy, split="val")
+    attack = build_attack("o2b", ds.spec, "car", "road", TRIGGER)
+    with pytest.raises(ValueError, match="overlaps the source"):
+        export_poisoned(ds, attack, 0.1, camvid_copy / "poisoned", source=camvid_copy, progress=False)
+    assert not (camvid_copy / "poisoned").exists()
+
+
+def test_export_refuses_a_non_empty_output(camvid_copy, tmp_path):
+    ds = load_dataset("camvid", root=camvid_copy, split="val")
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        export_poisoned(ds, build_attack("o2b", ds.spec, "car", "road"), 0.1, out, progress=False)
+    assert (out / "keep.txt").read_text() == "x"
