@@ -54,7 +54,7 @@ def test_forward_backward_features(name: str) -> None:
     stride = FEATURE_STRIDE.get(name, 4)
     assert model.feature_stride == stride
     assert feats.shape == (2, model.feature_dim, 64 // stride, 64 // stride)
-    assert seen == [feats.shape]
+    assert seen[0] == feats.shape  # the hook on feature_layer sees the feature map
     assert odd.shape == (1, NUM_CLASSES, 50, 70)
 
 
@@ -83,7 +83,9 @@ def test_effl0_imagenet_loads_package_weights() -> None:
     model = build_model("deeplabv3plus-effl0", NUM_CLASSES, pretrained="imagenet")
     report = model.load_report
     assert report.missing == () and report.unexpected == ()
-    assert report.loaded == 288 and set(report.unused) == {k for k in package if k.split(".")[0] in ("_conv_head", "_bn1", "_fc")}
+    assert report.loaded == 288 and set(report.unused) == {
+        k for k in package if k.split(".")[0] in ("_conv_head", "_bn1", "_fc")
+    }
     encoder = model.encoder.model
     assert torch.equal(encoder.conv_stem.weight, package["_conv_stem.weight"])
     assert torch.equal(encoder.blocks[6][0].conv_pwl.weight, package["_blocks.15._project_conv.weight"])

@@ -63,7 +63,11 @@ def test_augment_nearest_labels_alignment_and_determinism() -> None:
 
     t_img, t_lab = augment(torch.from_numpy(image), torch.from_numpy(label), cfg, np.random.default_rng(0))
     n_img, n_lab = augment(image, label, cfg, np.random.default_rng(0))
-    assert isinstance(t_img, torch.Tensor) and np.array_equal(t_img.numpy(), n_img) and np.array_equal(t_lab.numpy(), n_lab)
+    assert (
+        isinstance(t_img, torch.Tensor)
+        and np.array_equal(t_img.numpy(), n_img)
+        and np.array_equal(t_lab.numpy(), n_lab)
+    )
 
 
 def test_seg_torch_dataset_seeded_per_epoch_and_index() -> None:
@@ -73,11 +77,11 @@ def test_seg_torch_dataset_seeded_per_epoch_and_index() -> None:
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
     assert label.shape == (16, 16) and label.dtype == torch.int64
     again = SegTorchDataset(samples, size=(24, 24), augment=AugmentConfig(crop_size=(16, 16)), seed=5)
-    assert all(torch.equal(a, b) for a, b in zip(ds[1], again[1]))
+    assert all(torch.equal(a, b) for a, b in zip(ds[1], again[1], strict=True))
     views = []
     for epoch in range(4):
         ds.set_epoch(epoch)
-        views.append(ds[1][1])
+        views.append(ds[1][0])
     assert any(not torch.equal(views[0], v) for v in views[1:])
 
 
@@ -143,7 +147,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path) -> None:
 
     assert summary["resumed_from_epoch"] == 1
     assert _log(tmp_path / "resumed")[-1]["loss"] == _log(tmp_path / "straight")[-1]["loss"]
-    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
 
 
@@ -153,7 +157,9 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path) -> None:
 def _ddp_worker(rank: int, out_dir: str, port: int) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
+    )
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(8, 3, 16, 16, generator=g)

@@ -217,5 +217,7 @@ def _load_backbone(model: SegModel, state: dict[str, torch.Tensor], path: str) -
     unused = tuple(k for k in state if k not in best_used)
     report = LoadReport(path, len(best_renamed), tuple(result.missing_keys), tuple(result.unexpected_keys), unused)
     if report.missing:
-        log.warning("%s: backbone weights missing %d keys, e.g. %s", model.name, len(report.missing), report.missing[:3])
+        log.warning(
+            "%s: backbone weights missing %d keys, e.g. %s", model.name, len(report.missing), report.missing[:3]
+        )
     return report

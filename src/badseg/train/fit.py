@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -139,6 +140,7 @@ def _progress(enabled: bool) -> Progress:
         TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
         disable=not enabled,
     )
 
@@ -189,7 +191,11 @@ def fit(
         if ddp.is_main:
             log.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
 
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.enabled else model
+    net = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ddp.enabled
+        else model
+    )
     sampler = DistributedSampler(train_dataset, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=cfg.seed)
     drop_last = len(sampler) >= cfg.batch_size
     loader = DataLoader(
@@ -234,7 +240,15 @@ def fit(
                     ips = seen / (time.perf_counter() - t_epoch)
                     progress.update(task, completed=i + 1, loss=loss_sum.item() / (i + 1), ips=ips)
                     if ddp.is_main and not show_bar:
-                        log.info("epoch %d it %d/%d loss %.4f lr %.2e %.1f img/s", epoch + 1, i + 1, iters_per_epoch, loss_sum.item() / (i + 1), lr, ips)
+                        log.info(
+                            "epoch %d it %d/%d loss %.4f lr %.2e %.1f img/s",
+                            epoch + 1,
+                            i + 1,
+                            iters_per_epoch,
+                            loss_sum.item() / (i + 1),
+                            lr,
+                            ips,
+                        )
                 else:
                     progress.update(task, completed=i + 1)
 
@@ -257,7 +271,13 @@ def fit(
                     },
                     ckpt_path,
                 )
-                record = {"epoch": epoch + 1, "loss": loss_avg, "lr": lr, "images_per_s": images_per_s, "seconds": seconds}
+                record = {
+                    "epoch": epoch + 1,
+                    "loss": loss_avg,
+                    "lr": lr,
+                    "images_per_s": images_per_s,
+                    "seconds": seconds,
+                }
                 with open(out_dir / TRAIN_LOG, "a") as f:
                     f.write(json.dumps(record) + "\n")
             if ddp.enabled:

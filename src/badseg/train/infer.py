@@ -16,7 +16,9 @@ def _device(device: str | torch.device) -> torch.device:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 8, device: str | torch.device = "auto") -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 8, device: str | torch.device = "auto"
+) -> torch.Tensor:
     """Images float N×3×H×W in [0, 1] → predicted labels int64 N×H×W (on the CPU)."""
     dev = _device(device)
     model.eval().to(dev)

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from badseg.attacks import build_attack
+from badseg.config import DEMO_CONFIG, ConfigError, RunConfig, dump_config, load_config
+from badseg.data import get_spec
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+def test_every_example_config_is_valid_and_its_attack_fits_the_dataset():
+    assert len(CONFIGS) >= 18
+    for path in [*CONFIGS, DEMO_CONFIG]:
+        cfg = load_config(path)
+        spec = get_spec(cfg.data.name)
+        attack = build_attack(cfg.attack.vector, spec, cfg.attack.victim, cfg.attack.target)
+        assert attack.name == cfg.attack.vector
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(None, ["trigger.size=0.25", "attack.rate=0.2", "data.size=[64, 96]", "clean_reference=true"])
+    assert cfg.trigger.size == 0.25 and cfg.attack.rate == 0.2
+    assert cfg.data.size == (64, 96) and cfg.clean_reference is True
+    assert load_config(None, []) == RunConfig()
+
+
+@pytest.mark.parametrize("bad", ["trigger.sise=0.2", "attack.rate=1.5", "train.optimizer=adam", "novalue"])
+def test_bad_overrides_are_rejected_with_the_key(bad):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [bad])
+    assert bad.split("=")[0].split(".")[-1] in str(e.value) or "key=value" in str(e.value)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(DEMO_CONFIG, ["seed=3"])
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg
