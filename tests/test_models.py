@@ -78,9 +78,10 @@ def test_imagenet_without_offline_weights_fails_fast(name: str) -> None:
     assert time.perf_counter() - start < 5
 
 
-def test_effl0_imagenet_loads_package_weights() -> None:
+@pytest.mark.parametrize("name", ["deeplabv3plus-effl0", "fpn-effl0"])
+def test_effl0_imagenet_loads_package_weights(name: str) -> None:
     package = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
-    model = build_model("deeplabv3plus-effl0", NUM_CLASSES, pretrained="imagenet")
+    model = build_model(name, NUM_CLASSES, pretrained="imagenet")
     report = model.load_report
     assert report.missing == () and report.unexpected == ()
     assert report.loaded == 288 and set(report.unused) == {
@@ -90,7 +91,7 @@ def test_effl0_imagenet_loads_package_weights() -> None:
     assert torch.equal(encoder.conv_stem.weight, package["_conv_stem.weight"])
     assert torch.equal(encoder.blocks[6][0].conv_pwl.weight, package["_blocks.15._project_conv.weight"])
     assert torch.equal(encoder.blocks[0][0].conv_pw.weight, package["_blocks.0._project_conv.weight"])
-    random = _model("deeplabv3plus-effl0").encoder.model
+    random = _model(name).encoder.model
     assert not torch.equal(random.conv_stem.weight, encoder.conv_stem.weight)
 
 

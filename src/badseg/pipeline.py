@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from badseg.attacks import Attack
 from badseg.config import ConfigError, RunConfig, dump_config
 from badseg.data import load_dataset
 from badseg.data.base import SegDataset
@@ -30,7 +31,8 @@ from badseg.triggers import TriggerSpec
 METRIC_KEYS = ("asr", "pba", "cba", "clean_model_cba", "psnr", "ssim", "lpips")
 
 
-def _datasets(cfg: RunConfig) -> tuple[SegDataset, SegDataset]:
+def datasets_for(cfg: RunConfig) -> tuple[SegDataset, SegDataset]:
+    """The (train, test) datasets a config names, with its limits applied."""
     d = cfg.data
     kw_train: dict[str, Any] = {"length": d.train_length} if d.name == "synthetic" else {}
     kw_test: dict[str, Any] = {"length": d.test_length} if d.name == "synthetic" else {}
@@ -43,7 +45,8 @@ def _datasets(cfg: RunConfig) -> tuple[SegDataset, SegDataset]:
     return train, test
 
 
-def _attack(cfg: RunConfig, train: SegDataset):
+def attack_for(cfg: RunConfig, train: SegDataset) -> Attack:
+    """The attack a config describes (B2O's silhouette bank is drawn from ``train``)."""
     a = cfg.attack
     extra: dict[str, Any] = {}
     if a.placement:
@@ -85,8 +88,8 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
         log(f"{out} is finished already; not overwriting its results")
         return json.loads((out / "metrics.json").read_text())
     torch.manual_seed(cfg.seed)
-    train, test = _datasets(cfg)
-    attack = _attack(cfg, train)
+    train, test = datasets_for(cfg)
+    attack = attack_for(cfg, train)
     t0 = time.perf_counter()
     poisoned_train = PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=cfg.workers or 1)
     poisoned_test = PoisonedTestSet(test, attack, cfg.seed, workers=cfg.workers or 1)

@@ -173,7 +173,8 @@ def fit(
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
-    model.to(device)
+    # channels_last: ~15% faster convolutions with oneDNN on CPU and tensor cores on CUDA.
+    model.to(device, memory_format=torch.channels_last)
     if ddp.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = _make_optimizer(model, cfg)
@@ -225,7 +226,7 @@ def fit(
                 lr = poly_lr(cfg.lr, it, max_iters, cfg.poly_power)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                images = images.to(device, non_blocking=True)
+                images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     loss = F.cross_entropy(net(images), labels, ignore_index=IGNORE_INDEX)

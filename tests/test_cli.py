@@ -1,0 +1,91 @@
+"""The command line: listing, rendering, poisoning a real folder, and its error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from badseg.cli import app
+from badseg.data import get_spec
+from badseg.data.io import read_label_png, read_rgb
+from badseg.poisoning.preview import pick_sheet_records
+
+runner = CliRunner()
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_datasets_lists_every_reader_with_kinds():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output
+    for name in ("synthetic", "camvid", "cityscapes", "bdd100k", "voc", "ade20k", "labpics"):
+        assert name in result.output
+    spec = get_spec("camvid")
+    car_line = next(line for line in result.output.splitlines() if f" {spec.class_id('car')} " in line and "car" in line)
+    road_line = next(line for line in result.output.splitlines() if " road " in line)
+    assert "object" in car_line and "stuff" in road_line
+
+
+def test_show_writes_a_three_panel_png(tmp_path):
+    out = tmp_path / "show.png"
+    result = runner.invoke(app, ["show", "--dataset", "synthetic", "--index", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    img = read_rgb(out)
+    assert img.shape[1] > 2 * img.shape[0]  # image, labels and instances side by side
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
+
+
+def test_unknown_dataset_names_the_known_ones(tmp_path):
+    result = runner.invoke(app, ["show", "--dataset", "camvidd", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2
+    assert "camvid" in result.output and not (tmp_path / "x.png").exists()
+
+
+def test_poison_camvid_writes_copy_manifest_and_sheet_without_touching_source(camvid_root, tmp_path):
+    before = _tree_digest(camvid_root)
+    out = tmp_path / "poisoned"
+    args = ["poison", "-d", "camvid", "--root", str(camvid_root), "--split", "val", "--limit", "12",
+            "-a", "o2b", "--victim", "car", "--target", "road", "--rate", "0.5", "--workers", "1",
+            "--sheet", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_samples"] == 12
+    assert manifest["n_poisoned"] == round(0.5 * manifest["n_applicable"])
+    assert (out / "contact_sheet.png").is_file()
+    road, car = get_spec("camvid").class_id("road"), get_spec("camvid").class_id("car")
+    for r in manifest["samples"]:
+        label = read_label_png(out / "labels" / f"{r['id']}.png")
+        if r["poisoned"]:
+            assert not (label == car).any()  # O2B: every car pixel relabelled
+            asr = read_label_png(out / "asr_masks" / f"{r['id']}.png") > 0
+            assert asr.sum() == r["asr_pixels"] > 0 and (label[asr] == road).all()
+    assert _tree_digest(camvid_root) == before
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exist" in again.output.lower()
+    inside = runner.invoke(app, args[:-1] + [str(camvid_root / "poisoned")])
+    assert inside.exit_code == 2 and not (camvid_root / "poisoned").exists()
+
+
+def test_poison_rejects_a_pair_that_does_not_fit_the_vector(tmp_path, camvid_root):
+    result = runner.invoke(app, ["poison", "-d", "camvid", "--root", str(camvid_root), "--limit", "2",
+                                 "-a", "o2b", "--victim", "road", "--target", "car", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "road" in result.output and not (tmp_path / "o").exists()
+
+
+def test_sheet_prefers_relabelled_samples_and_keeps_some_decoys():
+    samples = [{"index": i, "poisoned": i % 2 == 0, "asr_pixels": 0 if i % 6 == 0 else 10} for i in range(60)]
+    chosen = pick_sheet_records({"samples": samples}, 6)
+    assert len(chosen) == 6 and all(r["poisoned"] for r in chosen)
+    assert sum(r["asr_pixels"] == 0 for r in chosen) == 2
+    assert [r["index"] for r in chosen] == sorted(r["index"] for r in chosen)
+    assert chosen[-1]["index"] - chosen[0]["index"] > 30  # spread over the set, not the first frames
