@@ -48,25 +48,11 @@ from scipy import ndimage
 
 from badseg.data import DATASETS
 from badseg.data.base import SegDataset
-from badseg.data.types import DatasetSpec, Sample
+from badseg.data.cityscapes import cityscapes_like_spec
+from badseg.data.types import Sample
 
-CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-           "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-           "motorcycle", "bicycle")
-_OBJECTS = {"person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
-PALETTE = np.array([
-    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153],
-    [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
-    [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32],
-], dtype=np.uint8)
-
-# TODO(lead): reuse cityscapes_like_spec
-SYNTHETIC_SPEC = DatasetSpec(
-    name="synthetic",
-    classes=CLASSES,
-    kinds=tuple("object" if c in _OBJECTS else "stuff" for c in CLASSES),
-    palette=PALETTE,
-)
+#: Synthetic streets share Cityscapes' 19 train ids, names, kinds and colours.
+SYNTHETIC_SPEC = cityscapes_like_spec("synthetic")
 
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER,
  CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(19)
@@ -736,7 +722,7 @@ def render_scene(rng: np.random.Generator, height: int = 128, width: int = 256):
             flip: bool | None = None) -> None:
         inst = len(records) + 1
         cls = _KIND_CLASS[kind]
-        records.append({"id": inst, "class": CLASSES[cls], "class_id": cls, "colour": colour})
+        records.append({"id": inst, "class": SYNTHETIC_SPEC.classes[cls], "class_id": cls, "colour": colour})
         if variant is None:
             variant = int(rng.integers(_SHAPES[kind][5]))
         if flip is None:

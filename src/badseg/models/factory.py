@@ -24,6 +24,8 @@ deeplabv3plus-effl0    DeepLabV3+, timm tf_efficientnet_lite0      DeepLabV3+ de
 fpn-effl0              FPN (128-ch pyramid, 64-ch segmentation     FPN merged map (64)    4
                        branch), timm tf_efficientnet_lite0 at its
                        natural stride 32 (offline ImageNet weights)
+upernet-effl0          UPerNet (64 ch) on the same encoder: the    UPerNet fusion (64)    4
+                       paper's head family at CPU scale
 segformer-b0           SegFormer, MiT-B0                           all-MLP fusion (256)   4
 =====================  ==========================================  =====================  ======
 
@@ -76,6 +78,7 @@ BACKBONES = {
     "deeplabv3plus-mbv2": "torchvision mobilenet_v2",
     "deeplabv3plus-effl0": "timm tf_efficientnet_lite0",
     "fpn-effl0": "timm tf_efficientnet_lite0",
+    "upernet-effl0": "timm tf_efficientnet_lite0",
     "segformer-b0": "smp mit_b0",
 }
 
@@ -149,6 +152,13 @@ def fpn_effl0(num_classes: int) -> SegModel:
     return _from_smp(net, "fpn-effl0", feature_stride=4, mean=mean, std=std)
 
 
+@MODELS.register("upernet-effl0")
+def upernet_effl0(num_classes: int) -> SegModel:
+    net = smp.UPerNet("tu-tf_efficientnet_lite0", encoder_weights=None, classes=num_classes, decoder_channels=64)
+    mean, std = TF_MEAN_STD
+    return _from_smp(net, "upernet-effl0", feature_stride=4, mean=mean, std=std)
+
+
 @MODELS.register("segformer-b0")
 def segformer_b0(num_classes: int) -> SegModel:
     net = smp.Segformer("mit_b0", encoder_weights=None, classes=num_classes)
@@ -159,6 +169,7 @@ def segformer_b0(num_classes: int) -> SegModel:
 IMAGENET_LOADERS: dict[str, Callable[[SegModel], LoadReport]] = {
     "deeplabv3plus-effl0": lambda m: load_effl0_imagenet(m.encoder.model),
     "fpn-effl0": lambda m: load_effl0_imagenet(m.encoder.model),
+    "upernet-effl0": lambda m: load_effl0_imagenet(m.encoder.model),
 }
 
 
