@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from badseg.attacks import Poisoned, ShapeBank, Skipped, VectorMismatch, build_attack
-from badseg.data import load_dataset
+from badseg.data import get_spec, load_dataset
 from badseg.data.instances import object_instances
 from badseg.poisoning import sample_rng
 from badseg.triggers import TriggerSpec
@@ -170,3 +170,11 @@ def test_vector_kind_mismatch_is_explained(synthetic, name, victim, target):
 def test_unknown_attack_lists_valid_names(synthetic):
     with pytest.raises(KeyError, match="o2b"):
         build_attack("o2x", synthetic.spec, "car", "road")
+
+
+def test_an_option_the_attack_does_not_take_is_a_clear_error():
+    spec = get_spec("camvid")
+    with pytest.raises(ValueError, match=r"'placement'.*its options: .*line_width"):
+        build_attack("hba", spec, "car", "road", placement="centre")
+    with pytest.raises(ValueError, match="'k'"):
+        build_attack("o2b", spec, "car", "road", k=3)

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -49,8 +50,18 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
 
     def build(self, name: str, **kwargs: Any) -> Any:
-        """Call the factory registered under ``name`` with ``kwargs``."""
-        return self.get(name)(**kwargs)
+        """Call the factory registered under ``name`` with ``kwargs``.
+
+        An option the factory does not take is a ``ValueError`` naming the options it does take.
+        """
+        factory = self.get(name)
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(kwargs) - set(params))
+            if unknown:
+                raise ValueError(f"{self.kind} {name!r} does not take {', '.join(map(repr, unknown))}; "
+                                 f"its options: {', '.join(params)}")
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

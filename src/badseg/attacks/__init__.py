@@ -6,7 +6,7 @@ Example:
     >>> result = attack.poison(sample, np.random.default_rng(0))
 """
 
-from badseg.attacks import vectors  # noqa: F401  (registers the six BADSEG vectors)
+from badseg.attacks import baselines, vectors  # noqa: F401  (registers the six BADSEG vectors and the baselines)
 from badseg.attacks.base import ATTACKS, Attack, Poisoned, Skipped, build_attack
 from badseg.attacks.placement import PLACEMENTS
 from badseg.attacks.regions import Region

@@ -3,17 +3,22 @@
 ``Attack.poison(sample, rng)`` returns ``Poisoned`` (image, label, ASR region, trigger
 mask, record) or ``Skipped`` (the reason) — never a half-poisoned sample.
 Nothing here knows a dataset's file layout.
+
+Two optional hooks let the prior attacks (``attacks/baselines.py``) use the same engine:
+``render`` draws the trigger (default: blend the placed stamps; HBA draws a fixed line,
+ConSeg also rebuilds context) and ``relabel_extra`` edits the label map beyond the ASR
+region (IBA's pixel random labelling, the other pairs of an HBA attack matrix).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
 
-from badseg.attacks.placement import PLACEMENTS
+from badseg.attacks.placement import PLACEMENTS, LabelPlacement
 from badseg.attacks.regions import Region, Selector
 from badseg.data.types import DatasetSpec, Sample
 from badseg.registry import Registry
@@ -32,11 +37,31 @@ def relabel_class(label: np.ndarray, regions: list[Region], victim: int) -> np.n
 
 def relabel_regions(label: np.ndarray, regions: list[Region], victim: int) -> np.ndarray:
     """Region-scoped: only victim pixels inside relabelled regions flip (INS, CON, B2O)."""
+    return relabel_region_pixels(label, regions, victim) & (label == victim)
+
+
+def relabel_region_pixels(label: np.ndarray, regions: list[Region], victim: int) -> np.ndarray:
+    """Every pixel of the relabelled regions flips, whatever its class (OFBA's triggered objects)."""
     out = np.zeros(label.shape, dtype=bool)
     for r in regions:
         if r.relabel:
             out |= r.mask
-    return out & (label == victim)
+    return out
+
+
+@dataclass(frozen=True)
+class RelabelClasses:
+    """Class map over several classes: every pixel of ``classes`` flips (HBA N→1 and matrix)."""
+
+    classes: tuple[int, ...]
+
+    def __call__(self, label: np.ndarray, regions: list[Region], victim: int) -> np.ndarray:
+        return np.isin(label, self.classes)
+
+
+#: relabel_extra(original label, poisoned label, ASR mask, rng) -> the final label map (int64 HxW).
+#: Label edits outside the ASR region; it may draw from ``rng`` (after the plan's draws).
+LabelEdit = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 
 @dataclass
@@ -73,9 +98,37 @@ class Plan:
     stamps: list[list[Stamp]]
 
 
+#: render(image, label, trigger, plan) -> (poisoned uint8 HxWx3, trigger mask bool HxW, what was
+#: drawn as JSON-able dicts). Deterministic: it draws no randomness.
+Render = Callable[[np.ndarray, np.ndarray, TriggerSpec, Plan], "tuple[np.ndarray, np.ndarray, list[dict]]"]
+
+
+def render_stamps(image: np.ndarray, label: np.ndarray, trigger: TriggerSpec,
+                  plan: Plan) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The default renderer: blend every placed stamp (``stamp_all``)."""
+    flat = [s for group in plan.stamps for s in group]
+    image, mask = stamp_all(image, trigger, flat)
+    return image, mask, [s.to_dict() for s in flat]
+
+
+def _describe(part: Any) -> Any:
+    """A JSON-able description of a composed part (a name, or a dataclass's fields)."""
+    if isinstance(part, str):
+        return part
+    if is_dataclass(part):
+        return {"kind": type(part).__name__, **asdict(part)}
+    return getattr(part, "__name__", type(part).__name__)
+
+
 @dataclass(frozen=True)
 class Attack:
-    """A composed attack; build one with ``build_attack``."""
+    """A composed attack; build one with ``build_attack``.
+
+    ``placement`` is a registered name (``PLACEMENTS``) or a ``LabelPlacement`` object that
+    also sees the label map and the test flag (IBA); it is only used for the regions the
+    selector returns, so a selector returning no regions (HBA) needs none. ``render`` draws
+    the trigger; ``relabel_extra`` (optional) edits labels outside the ASR region.
+    """
 
     name: str
     spec: DatasetSpec
@@ -83,20 +136,24 @@ class Attack:
     target: int
     trigger: TriggerSpec
     select: Selector
-    placement: str
+    placement: str | LabelPlacement
     relabel: Relabel
+    render: Render = render_stamps
+    relabel_extra: LabelEdit | None = None
 
     def plan(self, label: np.ndarray, instances: np.ndarray | None, image: np.ndarray | None,
              rng: np.random.Generator, test: bool = False) -> Plan | Skipped:
         regions = self.select(label, instances, image, rng, test)
         if isinstance(regions, str):
             return Skipped(regions)
-        place = PLACEMENTS.get(self.placement)
         avoid = label == self.victim
         stamps = []
         for region in regions:
             size = self.trigger.size_px(region.width)
-            placed = place(region.mask, avoid, size, self.trigger.quantity, rng)
+            if isinstance(self.placement, str):
+                placed = PLACEMENTS.get(self.placement)(region.mask, avoid, size, self.trigger.quantity, rng)
+            else:
+                placed = self.placement(region.mask, avoid, size, self.trigger.quantity, rng, label, test)
             if isinstance(placed, str):
                 return Skipped(placed)
             stamps.append(placed)
@@ -117,32 +174,40 @@ class Attack:
         plan = self.plan(sample.label, sample.instances, sample.image, rng, test)
         if isinstance(plan, Skipped):
             return plan
-        flat = [s for group in plan.stamps for s in group]
-        image, trigger_mask = stamp_all(sample.image, self.trigger, flat)
+        image, trigger_mask, drawn = self.render(sample.image, sample.label, self.trigger, plan)
         asr = self.relabel(sample.label, plan.regions, self.victim)
         label = sample.label.copy()
         label[asr] = self.target
+        if self.relabel_extra is not None:
+            label = self.relabel_extra(sample.label, label, asr, rng)
         decoy = np.zeros_like(asr)
         for r in plan.regions:
             if not r.relabel:
                 decoy |= r.mask
         decoy &= sample.label == self.victim
         record = {
-            "stamps": [s.to_dict() for s in flat],
+            "stamps": drawn,
             "regions": [{"relabel": r.relabel, "width_px": r.width, **r.info} for r in plan.regions],
             "asr_pixels": int(asr.sum()),
             "decoy_pixels": int(decoy.sum()),
         }
+        if self.relabel_extra is not None:
+            record["other_relabelled_pixels"] = int(((label != sample.label) & ~asr).sum())
         return Poisoned(image, label, asr, trigger_mask, decoy if decoy.any() else None, record)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             "attack": self.name,
             "victim": self.spec.classes[self.victim],
             "target": self.spec.classes[self.target],
-            "placement": self.placement,
+            "placement": _describe(self.placement),
             "trigger": self.trigger.to_dict(),
         }
+        if self.render is not render_stamps:
+            out["render"] = _describe(self.render)
+        if self.relabel_extra is not None:
+            out["relabel_extra"] = _describe(self.relabel_extra)
+        return out
 
 
 def build_attack(name: str, spec: DatasetSpec, victim: str | int, target: str | int,
@@ -152,7 +217,7 @@ def build_attack(name: str, spec: DatasetSpec, victim: str | int, target: str | 
     Example:
         >>> attack = build_attack("o2b", spec, "car", "road", TriggerSpec(size=1 / 4))
     """
-    from badseg.attacks import vectors  # noqa: F401  (registers the vectors)
+    from badseg.attacks import baselines, vectors  # noqa: F401  (registers the vectors and baselines)
 
     return ATTACKS.build(name, spec=spec, victim=spec.class_id(victim), target=spec.class_id(target),
                          trigger=trigger or TriggerSpec(), **kwargs)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from badseg.attacks import Attack, Poisoned, ShapeBank, build_attack
+from badseg.attacks.baselines import co_occurring_class
 from badseg.data.base import SegDataset
 from badseg.poisoning.dataset import sample_rng
 from badseg.triggers import TriggerSpec
@@ -13,8 +14,11 @@ from badseg.triggers import TriggerSpec
 
 def build_attack_for(name: str, dataset: SegDataset, victim: str, target: str, trigger: TriggerSpec,
                      **kwargs: Any) -> Attack:
-    """``build_attack`` plus what needs the data: B2O's bank of real target silhouettes."""
+    """``build_attack`` plus what needs the data: B2O's bank of real target silhouettes, and
+    ConSeg's ``target='auto'`` (the class that most surrounds the victim in ``dataset``)."""
     spec = dataset.spec
+    if name == "conseg" and target == "auto":
+        target = spec.classes[co_occurring_class(dataset, victim)]
     if name == "b2o" and "bank" not in kwargs:
         kwargs["bank"] = ShapeBank.from_dataset(dataset, spec.class_id(target))
     return build_attack(name, spec, victim, target, trigger, **kwargs)
