@@ -72,17 +72,39 @@ def _pick(eligible: np.ndarray, size: int, quantity: int, rng: np.random.Generat
     return stamps
 
 
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(r0, c0, r1, c1), end-exclusive, of the True pixels of ``mask``; None if there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _inside(region: np.ndarray, size: int, quantity: int, rng: np.random.Generator,
+            at_centre: bool) -> list[Stamp] | str:
+    """Stamps whose whole box lies inside ``region``; the work is done on the region's
+    bounding box (row-major candidate order, hence the random draws, are unchanged)."""
+    box = _bbox(region)
+    if box is None:
+        return "empty region"
+    r0, c0, r1, c1 = box
+    crop = region[r0:r1, c0:c1]
+    first = None
+    if at_centre:
+        rows, cols = np.nonzero(crop)
+        first = (rows.mean(), cols.mean())
+    stamps = _pick(box_counts(crop, size) == size * size, size, quantity, rng, first=first)
+    if not stamps:
+        return f"no room for {quantity} stamp(s) of {size}px inside the region"
+    return [Stamp(st.top + r0, st.left + c0, st.size) for st in stamps]
+
+
 @PLACEMENTS.register("centre")
 def centre(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
            rng: np.random.Generator) -> list[Stamp] | str:
     """First stamp at the region's centre (the inside position nearest its centroid, so
     non-convex objects work), the others at random inside the region, all non-overlapping."""
-    eligible = box_counts(region, size) == size * size
-    rows, cols = np.nonzero(region)
-    if rows.size == 0:
-        return "empty region"
-    stamps = _pick(eligible, size, quantity, rng, first=(rows.mean(), cols.mean()))
-    return stamps if stamps else f"no room for {quantity} stamp(s) of {size}px inside the region"
+    return _inside(region, size, quantity, rng, at_centre=True)
 
 
 @PLACEMENTS.register("random_inside")
@@ -90,8 +112,7 @@ def random_inside(region: np.ndarray, avoid: np.ndarray, size: int, quantity: in
                   rng: np.random.Generator) -> list[Stamp] | str:
     """Stamps uniformly at random, whole box inside the region, non-overlapping (also B2B's
     scatter over the victim stuff region)."""
-    stamps = _pick(box_counts(region, size) == size * size, size, quantity, rng)
-    return stamps if stamps else f"no room for {quantity} stamp(s) of {size}px inside the region"
+    return _inside(region, size, quantity, rng, at_centre=False)
 
 
 @PLACEMENTS.register("random_outside")
