@@ -22,6 +22,28 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _pair(text: str | None, what: str) -> tuple[float, float] | None:
+    """"L,U" → (L, U)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what} must be two numbers 'L,U', got {text!r}") from None
+    return lo, hi
+
+
+def _matrix(text: str | None) -> dict[str, str] | None:
+    """"person:road,car:sidewalk" → {"person": "road", "car": "sidewalk"}."""
+    if text is None:
+        return None
+    pairs = [item.split(":") for item in text.split(",") if item.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--matrix must be 'victim:target,...', got {text!r}")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
 @app.command()
 def datasets() -> None:
     """List the dataset readers and their classes (object or stuff)."""
@@ -59,7 +81,8 @@ def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", h
 @app.command()
 def poison(
     dataset: DatasetOpt,
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack vector: o2o, o2b, b2o, b2b, ins, con.")],
+    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack vector: o2o, o2b, b2o, b2b, ins, con; "
+                                        "or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")],
     victim: Annotated[str, typer.Option(help="Victim class name.")],
     target: Annotated[str, typer.Option(help="Target class name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the poisoned copy.")],
@@ -68,14 +91,25 @@ def poison(
     rate: Annotated[float, typer.Option(help="Fraction of the applicable samples to poison.")] = 0.1,
     seed: int = 0,
     shape: Annotated[str, typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = "circle",
-    size: Annotated[float, typer.Option(help="Trigger width: fraction of the object width (B2B: image width).")] = 1 / 8,
+    size: Annotated[float, typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: image width).")] = 1 / 8,
     intensity: Annotated[float, typer.Option(help="Alpha-blend strength in [0, 1].")] = 0.4,
     quantity: Annotated[int, typer.Option(help="Stamps per triggered region.")] = 1,
     pattern: Annotated[str, typer.Option(help="checker, noise or solid:<colour>.")] = "checker",
     min_size_px: Annotated[int, typer.Option(help="Smallest stamp width in pixels.")] = 4,
     placement: Annotated[Optional[str], typer.Option(help="centre, random_inside, random_outside.")] = None,
-    k: Annotated[Optional[int], typer.Option(help="INS: instances to trigger (omit for 1; 0 = all).")] = None,
+    k: Annotated[Optional[int], typer.Option(help="INS, OFBA: instances to trigger (omit for 1; 0 = all).")] = None,
     condition: Annotated[str, typer.Option(help="CON: condition an object must meet, e.g. red.")] = "red",
+    hba_mode: Annotated[Optional[str], typer.Option(help="HBA relabelling: 1to1 (default), nto1, matrix.")] = None,
+    matrix: Annotated[Optional[str], typer.Option(help="HBA matrix mode: more pairs, 'person:road,car:sky'.")] = None,
+    line_width: Annotated[Optional[int], typer.Option(help="HBA: line height in px (default 8).")] = None,
+    line_row: Annotated[Optional[float], typer.Option(help="HBA: line position, 0 = top (default) .. 1 = bottom.")] = None,
+    trigger_class: Annotated[Optional[str], typer.Option(help="HBA semantic trigger: this class, image unchanged.")] = None,
+    band: Annotated[Optional[str], typer.Option(help="IBA: 'L,U', trigger centre at distance (L, U] from the victim.")] = None,
+    test_band: Annotated[Optional[str], typer.Option(help="IBA: the band of the poisoned test set.")] = None,
+    pick: Annotated[Optional[str], typer.Option(help="IBA-NNI: nearest (default) or random position in the band.")] = None,
+    prl_pixels: Annotated[Optional[int], typer.Option(help="IBA-PRL: pixels randomly relabelled (default 100).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="OFBA: object classes triggered, 'car,pedestrian' (default all).")] = None,
+    context_px: Annotated[Optional[int], typer.Option(help="ConSeg: rebuilt context band in px (default 4).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
     overwrite: bool = False,
     sheet: Annotated[int, typer.Option(help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
@@ -83,6 +117,7 @@ def poison(
 ) -> None:
     """Write a poisoned copy of a dataset split plus manifest.json (DESIGN §6)."""
     from badseg.attacks import VectorMismatch
+    from badseg.attacks.baselines import baseline_options
     from badseg.data import DatasetError, load_dataset
     from badseg.poisoning.export import export_poisoned
     from badseg.poisoning.preview import build_attack_for, save_poison_sheet
@@ -96,10 +131,15 @@ def poison(
             ds = Subset(ds, range(min(limit, len(ds))))
         trigger = TriggerSpec(shape, size, intensity, quantity, pattern, min_size_px)
         extra = {"placement": placement} if placement else {}
-        if attack == "ins" and k is not None:
+        if attack in ("ins", "ofba") and k is not None:
             extra["k"] = None if k == 0 else k
         if attack == "con":
             extra["condition"] = condition
+        extra.update(baseline_options(attack, {
+            "mode": hba_mode, "matrix": _matrix(matrix), "line_width": line_width, "line_row": line_row,
+            "trigger_class": trigger_class, "band": _pair(band, "--band"), "test_band": _pair(test_band, "--test-band"),
+            "pick": pick, "prl_pixels": prl_pixels, "classes": classes.split(",") if classes else None,
+            "context_px": context_px}))
         atk = build_attack_for(attack, ds, victim, target, trigger, **extra)
         config = {"dataset": dataset, "root": str(root) if root else None, "split": split, **atk.describe(),
                   "extra": {k_: v for k_, v in extra.items()}}
@@ -163,3 +203,81 @@ def demo(
     console.print(f"badseg demo → {out}")
     metrics = run_experiment(cfg, out, log=console.print)
     _print_metrics(metrics, out)
+
+
+SurrogatesOpt = Annotated[Optional[Path], typer.Option(
+    "--surrogates", help="Folder of trained surrogates, one sub-folder per model, reused when already trained "
+                         "(default: OUT/surrogates). Share it between optimize-trigger and rank-pairs.")]
+
+
+@app.command("optimize-trigger")
+def optimize_trigger(
+    config: Annotated[Path, typer.Argument(help="YAML config: data, attack (vector, victim, target), surrogate, "
+                                                "search.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for trigger.json and trigger_search.png.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. search.steps=100.")] = None,
+    surrogates: SurrogatesOpt = None,
+) -> None:
+    """BADSEG stages 1-2: train a surrogate, then search the trigger options (Table 20) with Gumbel-Softmax."""
+    from badseg.config import ConfigError, load_config
+    from badseg.data import DatasetError
+    from badseg.stages.auto import optimize_trigger_from_config
+    from badseg.stages.trigger_search import option_label
+
+    try:
+        cfg = load_config(config, set_ or [])
+        result = optimize_trigger_from_config(cfg, out, surrogates or out / "surrogates", log=console.print,
+                                              progress=console.is_terminal)
+    except (ConfigError, DatasetError, ValueError, KeyError) as e:
+        _fail(str(e))
+    table = Table(title=f"optimised trigger ({cfg.attack.vector} {cfg.attack.victim} → {cfg.attack.target})",
+                  title_justify="left")
+    for col in ("attribute", "chosen", "probability", "runner-up"):
+        table.add_column(col)
+    for a, options in result.space.items():
+        probs = result.probabilities[a]
+        order = sorted(range(len(options)), key=lambda i: -probs[i])
+        second = f"{option_label(a, options[order[1]])} ({probs[order[1]]:.2f})" if len(order) > 1 else "-"
+        table.add_row(a, option_label(a, result.chosen[a]), f"{probs[order[0]]:.2f}", second)
+    console.print(table)
+    console.print(f"placement: {result.placement}   → {out / 'trigger.json'}, {out / 'trigger_search.png'}")
+
+
+@app.command("rank-pairs")
+def rank_pairs(
+    config: Annotated[Path, typer.Argument(help="YAML config: data, surrogate (model, split or fraction, epochs).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: OUT/<model>/pairs.{json,md}, pair_distances.png.")],
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Surrogate model; repeat to compare rankings (default: the config's surrogate).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. surrogate.fraction=0.3.")] = None,
+    surrogates: SurrogatesOpt = None,
+    top: Annotated[int, typer.Option(help="Pairs shown.")] = 20,
+) -> None:
+    """BADSEG stages 1 and 3: class-centre distances, the closest victim-target pairs and, for two or more
+    surrogates, the agreement of their rankings (Spearman, Kendall, top-k overlap)."""
+    from badseg.config import ConfigError, load_config
+    from badseg.data import DatasetError, get_spec
+    from badseg.stages.auto import rank_pairs_from_config
+    from badseg.stages.surrogate import surrogate_model_name
+
+    try:
+        cfg = load_config(config, set_ or [])
+        models = model or [surrogate_model_name(cfg)]
+        rankings, agreement = rank_pairs_from_config(cfg, models, out, surrogates or out / "surrogates",
+                                                     log=console.print)
+    except (ConfigError, DatasetError, ValueError, KeyError) as e:
+        _fail(str(e))
+    spec = get_spec(cfg.data.name)
+    for r in rankings:
+        table = Table(title=f"closest class pairs ({r.model})", title_justify="left")
+        for col in ("rank", "pair", "distance", "suits"):
+            table.add_column(col)
+        for p in r.ranking[:top]:
+            table.add_row(str(p.rank), f"{spec.classes[p.a]}, {spec.classes[p.b]}", f"{p.distance:.4f}",
+                          ", ".join(v.upper() for v in p.vectors))
+        console.print(table)
+    for row in agreement:
+        overlap = ", ".join(f"top-{k}: {n}/{row['top_k_of'][k]}" for k, n in row["top_k_overlap"].items())
+        console.print(f"{row['models'][0]} vs {row['models'][1]}: Spearman {row['spearman']:.4f}, "
+                      f"Kendall {row['kendall']:.4f}, {overlap}")
+    console.print(f"→ {out}")

@@ -50,6 +50,18 @@ class AttackConfig(_Strict):
     k: int | None = None  # INS: instances per image (None: 1; 0: all)
     condition: str = "red"  # CON
     decoy_rate: float = 0.5  # CON
+    # Prior attacks (badseg.attacks.baselines); None: the attack's own default.
+    hba_mode: Literal["1to1", "nto1", "matrix"] | None = None  # HBA relabelling (default 1to1)
+    matrix: dict[str, str] | None = None  # HBA mode matrix: more victim -> target class pairs
+    line_width: int | None = None  # HBA: line height in px (default 8)
+    line_row: float | None = None  # HBA: line position, 0 = top (default) .. 1 = bottom
+    trigger_class: str | None = None  # HBA semantic trigger: poison where this class co-occurs
+    band: tuple[float, float] | None = None  # IBA: (L, U] distance of the trigger centre to the victim
+    test_band: tuple[float, float] | None = None  # IBA: the same for the poisoned test set
+    pick: Literal["nearest", "random"] | None = None  # IBA-NNI: nearest in the band (default) or random
+    prl_pixels: int | None = None  # IBA-PRL: pixels randomly relabelled per image (default 100)
+    classes: tuple[str, ...] | None = None  # OFBA: object classes triggered in training (default all)
+    context_px: int | None = None  # ConSeg: width of the rebuilt context band (default 4)
 
 
 class ModelConfig(_Strict):
@@ -68,10 +80,49 @@ class TrainConfig(_Strict):
     num_workers: int = 0
 
 
+class SurrogateConfig(_Strict):
+    """BADSEG stage 1 (§5.1): the attacker's surrogate, used when ``trigger`` or ``pair`` is ``auto``.
+
+    Its data is ``split`` of the dataset when given (auxiliary data), otherwise a random
+    ``fraction`` of the training split that the victim then never trains on. ``model``,
+    ``pretrained`` and ``epochs`` default to the victim's model, ``"imagenet"`` where offline
+    weights exist (else ``"none"``) and ``train.epochs``.
+    """
+
+    model: str | None = None
+    pretrained: str | None = None
+    split: str | None = None
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    epochs: int | None = None
+    limit: int | None = None  # use at most this many surrogate images (the rest go back to the victim)
+
+
+class SearchConfig(_Strict):
+    """BADSEG stage 2 (§5.2, Appendix B): Gumbel-Softmax search over the Table-20 options.
+
+    Loss = surrogate cross-entropy against the poisoned labels (eq. 3) + ``stealth_weight`` ·
+    (dB by which the triggered images' mean PSNR falls below ``psnr_min``); temperature
+    ``tau_start`` → ``tau_end`` geometrically (``badseg.stages.objective``).
+    """
+
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    tau_start: float = Field(2.0, gt=0.0)
+    tau_end: float = Field(0.2, gt=0.0)
+    stealth_weight: float = Field(1.0, ge=0.0)
+    psnr_min: float = 35.0
+    pattern: str = "checker"
+    min_size_px: int = Field(4, ge=1)
+
+
 class RunConfig(_Strict):
     data: DataConfig = DataConfig()
     attack: AttackConfig = AttackConfig()
-    trigger: TriggerConfig = TriggerConfig()
+    trigger: TriggerConfig | Literal["auto"] = TriggerConfig()  # auto: BADSEG stages 1-2
+    pair: Literal["manual", "auto"] = "manual"  # auto: stage 3 picks attack.victim/target
+    surrogate: SurrogateConfig = SurrogateConfig()
+    search: SearchConfig = SearchConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     seed: int = 0

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from badseg.attacks import Attack
+from badseg.attacks.baselines import baseline_options
 from badseg.config import ConfigError, RunConfig, dump_config
 from badseg.data import load_dataset
 from badseg.data.base import SegDataset
@@ -24,6 +25,7 @@ from badseg.metrics.stealth import StealthMeter
 from badseg.models import build_model
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
 from badseg.poisoning.preview import build_attack_for
+from badseg.stages.auto import resolve_auto
 from badseg.train.augment import AugmentConfig, SegTorchDataset
 from badseg.train.fit import FitConfig, fit
 from badseg.triggers import TriggerSpec
@@ -51,10 +53,11 @@ def attack_for(cfg: RunConfig, train: SegDataset) -> Attack:
     extra: dict[str, Any] = {}
     if a.placement:
         extra["placement"] = a.placement
-    if a.vector == "ins" and a.k is not None:
+    if a.vector in ("ins", "ofba") and a.k is not None:
         extra["k"] = None if a.k == 0 else a.k
     if a.vector == "con":
         extra.update(condition=a.condition, decoy_rate=a.decoy_rate)
+    extra.update(baseline_options(a.vector, {**a.model_dump(), "mode": a.hba_mode}))
     trigger = TriggerSpec(**cfg.trigger.model_dump())
     return build_attack_for(a.vector, train, a.victim, a.target, trigger, **extra)
 
@@ -89,7 +92,8 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
         return json.loads((out / "metrics.json").read_text())
     torch.manual_seed(cfg.seed)
     train, test = datasets_for(cfg)
-    attack = attack_for(cfg, train)
+    resolved, train, stages = resolve_auto(cfg, train, out / "stages", log, progress)
+    attack = attack_for(resolved, train)
     t0 = time.perf_counter()
     poisoned_train = PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=cfg.workers or 1)
     poisoned_test = PoisonedTestSet(test, attack, cfg.seed, workers=cfg.workers or 1)
@@ -103,6 +107,8 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
         "n_poisoned_train": len(poisoned_train.poisoned_indices),
         "n_test": len(test), "n_poisoned_test": len(poisoned_test), "test_skipped": poisoned_test.skipped,
     }
+    if stages:
+        metrics["stages"] = stages
     log("training the backdoored model")
     model, summary = _train(cfg, poisoned_train, train.spec.num_classes, out / "backdoored", progress)
     metrics["train_minutes"] = summary.get("minutes")

@@ -72,6 +72,10 @@ def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torc
         lines += ["Test images where the attack could not be applied:", "",
                   *(f"- {n}: {r}" for r, n in metrics["test_skipped"].items()), ""]
     lines += ["## Trigger", "", "```json", json.dumps(a["trigger"], indent=2), "```", ""]
+    if metrics.get("stages"):
+        from badseg.report.stage_report import stage_lines
+
+        lines += stage_lines(metrics["stages"])
     for name, caption in (("predictions.png", "Predictions on clean and triggered test images"),
                           ("poisoned_samples.png", "Poisoned test samples: trigger, old and new labels"),
                           ("training_curves.png", "Training curves")):

@@ -23,15 +23,18 @@ def _xp(a: Any) -> Any:
     return torch if isinstance(a, torch.Tensor) else np
 
 
+def _sqrt(v: Any) -> Any:
+    """Square root whose torch gradient stays finite at 0 (a stamp centre on a pixel centre)."""
+    return v.clamp_min(1e-12).sqrt() if isinstance(v, torch.Tensor) else np.sqrt(v)
+
+
 def _circle(x: Any, y: Any, cx: float, cy: float, r: float) -> Any:
-    xp = _xp(x)
-    return xp.sqrt((x - cx) ** 2 + (y - cy) ** 2) - r
+    return _sqrt((x - cx) ** 2 + (y - cy) ** 2) - r
 
 
 def _ellipse(x: Any, y: Any, a: float, b: float) -> Any:
     # First-order approximation: exact on the boundary, monotone inside and out.
-    xp = _xp(x)
-    return (xp.sqrt((x / a) ** 2 + (y / b) ** 2) - 1.0) * min(a, b)
+    return (_sqrt((x / a) ** 2 + (y / b) ** 2) - 1.0) * min(a, b)
 
 
 def _triangle(x: Any, y: Any) -> Any:

@@ -1,0 +1,221 @@
+"""The BADSEG stages from a config: what ``trigger: auto`` and ``pair: auto`` do in ``badseg run``,
+and what ``badseg optimize-trigger`` / ``badseg rank-pairs`` run.
+
+Order: stage 1 (surrogate) → stage 3 (pair, when ``pair: auto``) → stage 2 (trigger, when
+``trigger: auto``). The paper lists the trigger search before the pair selection, but the
+search needs the attack's poisoned labels and so the pair; with a given pair the order does
+not matter. Every output lands in a folder and is reused when it is already there (the
+surrogate resumes through ``fit``, a finished search is read back from ``trigger.json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from badseg.config import RunConfig, TriggerConfig
+from badseg.data.base import SegDataset
+from badseg.data.io import atomic_write_bytes, write_json
+from badseg.models import SegModel
+from badseg.stages.objective import SurrogateObjective
+from badseg.stages.pair_ranking import (
+    ClassCentres,
+    Pair,
+    PairChoice,
+    choose_pair,
+    class_centres,
+    distance_matrix,
+    rank_agreement,
+    rank_pairs,
+    write_pair_outputs,
+)
+from badseg.stages.relaxed import RelaxedTrigger, build_search_set, search_space
+from badseg.stages.surrogate import SurrogateData, surrogate_data, surrogate_model_name, train_surrogate
+from badseg.stages.trigger_search import (
+    TRIGGER_JSON,
+    SearchResult,
+    SearchSettings,
+    load_search_result,
+    optimize_trigger,
+    sweep_options,
+    write_search_outputs,
+)
+from badseg.train.augment import SegTorchDataset
+from badseg.triggers import TriggerSpec
+
+Log = Callable[[str], Any]
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def surrogate_batches(dataset: SegDataset, size: tuple[int, int], batch_size: int) -> Iterator[tuple[torch.Tensor,
+                                                                                                     torch.Tensor]]:
+    """(images (N, 3, H, W) in [0, 1], labels (N, H, W)) at model size, in dataset order, no augmentation."""
+    yield from DataLoader(SegTorchDataset(dataset, size=size), batch_size=batch_size, shuffle=False)
+
+
+@dataclass
+class PairRanking:
+    """Stage 3 of one surrogate: centres, normalised distances, ranking."""
+
+    model: str
+    centres: ClassCentres
+    distances: np.ndarray
+    ranking: list[Pair]
+
+
+def run_pair_ranking(cfg: RunConfig, data: SurrogateData, model: SegModel, model_name: str, out: Path,
+                     extra: dict[str, Any] | None = None) -> PairRanking:
+    """Class centres over the surrogate set → ``out/pairs.json``, ``pairs.md``, ``pair_distances.png``."""
+    spec = data.surrogate.spec
+    centres = class_centres(model, surrogate_batches(data.surrogate, tuple(cfg.data.size), cfg.eval_batch_size),
+                            spec.num_classes, _device(model))
+    dist = distance_matrix(centres.centres)
+    ranking = rank_pairs(dist, spec)
+    write_pair_outputs(centres, dist, ranking, spec, out, title=f"{spec.name}: class-centre distances ({model_name})",
+                       extra={"surrogate": model_name, "surrogate_data": data.source, **(extra or {})})
+    return PairRanking(model_name, centres, dist, ranking)
+
+
+def _attack_config(cfg: RunConfig, victim: str, target: str) -> RunConfig:
+    """``cfg`` with the pair set and a placeholder trigger (the selector ignores the trigger)."""
+    attack = cfg.attack.model_copy(update={"victim": victim, "target": target})
+    trigger = cfg.trigger if isinstance(cfg.trigger, TriggerConfig) else TriggerConfig()
+    return cfg.model_copy(update={"attack": attack, "trigger": trigger})
+
+
+def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, victim: str, target: str, out: Path,
+                       progress: bool = False, extra: dict[str, Any] | None = None) -> SearchResult:
+    """Stage 2 for ``cfg.attack.vector`` and victim → target on the surrogate set; writes
+    ``out/trigger.json`` and ``out/trigger_search.png``, or reads them back when present."""
+    if (out / TRIGGER_JSON).is_file():
+        return load_search_result(out / TRIGGER_JSON)
+    from badseg.pipeline import attack_for
+
+    s = cfg.search
+    attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
+    space = search_space(attack)
+    search_set = build_search_set(data.surrogate, attack, space, tuple(cfg.data.size), cfg.seed, s.min_size_px,
+                                  limit=cfg.surrogate.limit).to(_device(model))
+    renderer = RelaxedTrigger(space, s.pattern, s.min_size_px)
+    objective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
+    settings = SearchSettings(s.steps, s.batch_size, s.lr, s.tau_start, s.tau_end, cfg.seed)
+    result = optimize_trigger(search_set, renderer, objective, settings, progress)
+    result.settings.update(stealth_weight=s.stealth_weight, psnr_min=s.psnr_min, pattern=s.pattern,
+                           min_size_px=s.min_size_px)
+    sweep_options(result, search_set, renderer, objective)
+    title = f"{attack.name.upper()} {victim} → {target}: option probabilities ({surrogate_model_name(cfg)})"
+    write_search_outputs(result, out, title, extra={"vector": attack.name, "victim": victim, "target": target,
+                                                     "surrogate_data": data.source, **(extra or {})})
+    return result
+
+
+def trigger_reason(result: SearchResult) -> str:
+    """One line per attribute: the choice, its probability and the runner-up's."""
+    parts = []
+    for a, options in result.space.items():
+        if len(options) < 2:
+            continue
+        probs = result.probabilities[a]
+        order = np.argsort(probs)[::-1]
+        parts.append(f"{a} = {result.chosen[a]} (p = {probs[order[0]]:.2f}; next {options[order[1]]}: "
+                     f"{probs[order[1]]:.2f})")
+    return "; ".join(parts)
+
+
+def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
+                 progress: bool = False) -> tuple[RunConfig, SegDataset, dict[str, Any]]:
+    """Run the stages a config asks for (``trigger: auto``, ``pair: auto``) in ``out``.
+
+    Returns (the config with the chosen trigger, placement and pair filled in; the victim's
+    training set — without the surrogate images when they were taken from it; a JSON-able
+    record of what was chosen and why, for metrics.json and the report).
+    """
+    if cfg.trigger != "auto" and cfg.pair != "auto":
+        return cfg, train, {}
+    data = surrogate_data(cfg, train)
+    name = surrogate_model_name(cfg)
+    log(f"stage 1: training the surrogate {name} on {data.source}")
+    model, surrogate = train_surrogate(cfg, data, out / "surrogates" / name)
+    record: dict[str, Any] = {"surrogate": surrogate}
+    victim, target = cfg.attack.victim, cfg.attack.target
+    if cfg.pair == "auto":
+        log("stage 3: ranking victim–target pairs by class-centre distance")
+        ranking = run_pair_ranking(cfg, data, model, name, out / "pairs")
+        choice: PairChoice = choose_pair(ranking.ranking, train.spec, cfg.attack.vector, ranking.centres)
+        victim, target = choice.victim, choice.target
+        record["pair"] = {"victim": victim, "target": target, "rank": choice.pair.rank,
+                          "distance": choice.pair.distance, "reason": choice.reason,
+                          "top": [p.to_dict(train.spec) for p in ranking.ranking[:10]],
+                          "figure": "stages/pairs/pair_distances.png"}
+        log(f"  chose {victim} → {target}: {choice.reason}")
+    resolved = _attack_config(cfg, victim, target)
+    if cfg.trigger == "auto":
+        log(f"stage 2: Gumbel-Softmax trigger search ({cfg.search.steps} steps)")
+        result = run_trigger_search(cfg, data, model, victim, target, out / "trigger", progress)
+        spec: TriggerSpec = result.trigger(cfg.search.pattern, cfg.search.min_size_px)
+        trigger = TriggerConfig(shape=spec.shape, size=spec.size, intensity=spec.intensity, quantity=spec.quantity,
+                                pattern=spec.pattern, min_size_px=spec.min_size_px)
+        attack = resolved.attack
+        if len(result.space["position"]) > 1:
+            attack = attack.model_copy(update={"placement": result.placement})
+        resolved = resolved.model_copy(update={"trigger": trigger, "attack": attack})
+        record["trigger"] = {"chosen": result.to_dict()["chosen"], "placement": result.placement,
+                             "probabilities": result.to_dict()["probabilities"], "reason": trigger_reason(result),
+                             "sweep": result.sweep, "figure": "stages/trigger/trigger_search.png"}
+        log(f"  chose {trigger_reason(result)}")
+    return resolved, data.victim_train, record
+
+
+def optimize_trigger_from_config(cfg: RunConfig, out: Path, surrogates: Path, log: Log = print,
+                                 progress: bool = False) -> SearchResult:
+    """``badseg optimize-trigger``: stages 1–2 for the config's vector, victim and target."""
+    from badseg.pipeline import _check_run_dir, datasets_for
+
+    _check_run_dir(cfg, out)
+    train, _ = datasets_for(cfg)
+    data = surrogate_data(cfg, train)
+    name = surrogate_model_name(cfg)
+    log(f"stage 1: surrogate {name} on {data.source} → {surrogates / name}")
+    model, info = train_surrogate(cfg, data, surrogates / name)
+    log(f"stage 2: Gumbel-Softmax trigger search ({cfg.search.steps} steps) → {out}")
+    return run_trigger_search(cfg, data, model, cfg.attack.victim, cfg.attack.target, out, progress,
+                              extra={"surrogate": info})
+
+
+def rank_pairs_from_config(cfg: RunConfig, models: list[str], out: Path, surrogates: Path,
+                           log: Log = print) -> tuple[list[PairRanking], list[dict[str, Any]]]:
+    """``badseg rank-pairs``: stages 1 and 3 for each surrogate model in ``models``, and the
+    agreement of every two rankings (Table 7) in ``out/agreement.json`` and ``agreement.md``."""
+    from badseg.pipeline import datasets_for
+
+    train, _ = datasets_for(cfg)
+    data = surrogate_data(cfg, train)
+    rankings = []
+    for name in models:
+        log(f"stage 1: surrogate {name} on {data.source} → {surrogates / name}")
+        model, info = train_surrogate(cfg, data, surrogates / name, model_name=name)
+        log(f"stage 3: class centres and pair ranking → {out / name}")
+        rankings.append(run_pair_ranking(cfg, data, model, name, out / name, extra={"surrogate": info}))
+    rows = []
+    for i in range(len(rankings)):
+        for j in range(i + 1, len(rankings)):
+            a, b = rankings[i], rankings[j]
+            rows.append({"models": [a.model, b.model], **rank_agreement(a.distances, b.distances)})
+    if rows:
+        write_json(out / "agreement.json", rows)
+        ks = list(rows[0]["top_k_overlap"])
+        md = ["| models | Spearman ρ | Kendall τ | " + " | ".join(f"top-{k} overlap" for k in ks) + " |",
+              "|---|---|---|" + "---|" * len(ks)]
+        md += [f"| {r['models'][0]}, {r['models'][1]} | {r['spearman']:.4f} | {r['kendall']:.4f} | "
+               + " | ".join(f"{r['top_k_overlap'][k]} / {r['top_k_of'][k]}" for k in ks) + " |" for r in rows]
+        atomic_write_bytes(out / "agreement.md", ("\n".join(md) + "\n").encode())
+    return rankings, rows

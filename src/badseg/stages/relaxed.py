@@ -1,0 +1,295 @@
+"""The relaxed, differentiable trigger of BADSEG stage 2 (§5.2, Appendix B eq. 4).
+
+The search space is the paper's Table 20 (``TRIGGER_GRIDS``): shape, size, position (object
+vectors only), quantity and intensity. Given one soft one-hot weight vector ``w_a`` per
+attribute, the relaxed trigger is
+
+* shape: ``m = Σ_j w_shape[j] · soft_shape_mask(shape_j)`` (blend of the SDF masks);
+* size: half width ``½ Σ_j w_size[j] · px_j``, ``px_j`` the j-th option's stamp width in
+  pixels (``TriggerSpec.size_px``: at least ``min_size_px``), so the weight reaches the
+  size even where the floor makes options equal;
+* intensity: ``a = Σ_j w_int[j] · intensity_j``;
+* quantity: the k-stamp renderings mixed by ``w_qty``; for non-overlapping stamps this is
+  stamp r weighted by ``c_r = Σ_{q_j > r} w_qty[j]``;
+* position: the renderings at each placement mixed by ``w_pos``.
+
+Rendering is the poisoning blend ``x + a·m·(pattern − x)`` summed over stamps, clipped to
+[0, 1]; with one-hot weights it is ``stamp_all``'s hard stamp up to the soft mask edge.
+Where stamps go is planned once per image, at the files' native resolution and with
+the attack's own selector and placements (exactly as poisoning does), for every
+(position, size) option; the k-stamp rendering uses the first k stamps of a plan (the
+placements draw the first stamp first, so that is a valid k-stamp plan). A plan that cannot
+place a stamp renders nothing, so options that often do not fit cost loss, as skipped
+samples cost poisoned images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from badseg.attacks import PLACEMENTS, Attack
+from badseg.data.base import SegDataset
+from badseg.poisoning.dataset import sample_rng
+from badseg.train.augment import resize_pair
+from badseg.triggers import TRIGGER_GRIDS, pattern_image, soft_shape_mask
+
+ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity")
+
+#: Table 20's position options → the placements that implement them.
+POSITION_PLACEMENTS: dict[str, str] = {"centre": "centre", "on_object": "random_inside",
+                                       "outside_object": "random_outside"}
+
+_PATTERN_CELLS = 8  # noise and solid patterns are 8×8 colour grids stretched over the stamp box
+
+
+def search_space(attack: Attack) -> dict[str, tuple]:
+    """Table-20 options for ``attack`` (INS/CON use the O2O or O2B grid by target kind).
+
+    Every attribute is present; vectors without a position attribute (B2O, B2B) get the
+    attack's own placement as their single position option.
+    """
+    if attack.name not in (*TRIGGER_GRIDS, "ins", "con"):
+        raise ValueError(f"the BADSEG trigger search covers o2o, o2b, b2o, b2b, ins and con, not {attack.name!r}")
+    key = attack.name if attack.name in TRIGGER_GRIDS else ("o2o" if attack.spec.is_object(attack.target) else "o2b")
+    grid = dict(TRIGGER_GRIDS[key])
+    if "position" not in grid:
+        grid["position"] = (attack.placement,)
+    return {a: tuple(grid[a]) for a in ATTRIBUTES}
+
+
+def placement_of(position: str) -> str:
+    """The placement name of a position option (B2O/B2B options already are placements)."""
+    return POSITION_PLACEMENTS.get(position, position)
+
+
+@dataclass
+class SearchSet:
+    """Surrogate images with their poisoned labels and stamp plans, at model resolution.
+
+    N images, P position options, S size options, J stamp slots (regions × max quantity).
+
+    Attributes:
+        images: float (N, 3, H, W) in [0, 1], clean.
+        targets: int64 (N, H, W), the poisoned labels y_t of eq. 3 (ignore = 255).
+        asr: bool (N, H, W), the ASR region (pixels relabelled to the target).
+        centres: float (N, P, S, J, 2), stamp centres (row, col) in model pixels.
+        ref_width: float (N, P, S, J), the width that sizes the stamp, in native pixels.
+        rank: int64 (N, P, S, J), index of the stamp within its region's plan (0 = first).
+        valid: bool (N, P, S, J), whether the slot holds a stamp.
+        scale: float (N, 2), model / native pixel size (rows, cols).
+        ids: sample ids; ``skipped``: reason → count of images the attack does not apply to.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    asr: torch.Tensor
+    centres: torch.Tensor
+    ref_width: torch.Tensor
+    rank: torch.Tensor
+    valid: torch.Tensor
+    scale: torch.Tensor
+    ids: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> SearchSet:
+        """A copy with every tensor on ``device``."""
+        return SearchSet(self.images.to(device), self.targets.to(device), self.asr.to(device), self.centres.to(device),
+                         self.ref_width.to(device), self.rank.to(device), self.valid.to(device), self.scale.to(device),
+                         self.ids, self.skipped)
+
+    def batch(self, index: torch.Tensor | Sequence[int]) -> SearchSet:
+        """The images at ``index`` (a new ``SearchSet`` sharing no state)."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
+        return SearchSet(self.images[idx], self.targets[idx], self.asr[idx], self.centres[idx], self.ref_width[idx],
+                         self.rank[idx], self.valid[idx], self.scale[idx], [self.ids[i] for i in idx.tolist()])
+
+
+def _resize_instances(instances: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    if instances is None or instances.shape == size:
+        return instances
+    t = torch.from_numpy(instances.astype(np.float32))[None, None]
+    return F.interpolate(t, size=size, mode="nearest-exact")[0, 0].numpy().astype(np.int32)
+
+
+def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple], size: tuple[int, int],
+                     seed: int = 0, min_size_px: int = 4, limit: int | None = None) -> SearchSet:
+    """Plan every (position, size) option on each image where ``attack`` applies.
+
+    Regions and poisoned labels come from the attack's selector and relabel policy at the
+    native resolution (sample ``i`` draws from ``sample_rng(seed, i)``); image and labels are
+    then resized to ``size`` (labels nearest neighbour). ``limit`` caps the number of images used.
+    """
+    positions, sizes, quantities = space["position"], space["size"], space["quantity"]
+    q_max = max(quantities)
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for i in range(len(dataset)):
+        if limit is not None and len(rows) >= limit:
+            break
+        sample = dataset[i]
+        rng = sample_rng(seed, i)
+        regions = attack.select(sample.label, sample.instances, sample.image, rng, False)
+        if isinstance(regions, str):
+            skipped[regions] = skipped.get(regions, 0) + 1
+            continue
+        relabel = attack.relabel(sample.label, regions, attack.victim)
+        poisoned = sample.label.copy()
+        poisoned[relabel] = attack.target
+        avoid = sample.label == attack.victim
+        plan = np.full((len(positions), len(sizes), len(regions) * q_max, 4), np.nan)  # row, col, width, rank
+        for p, position in enumerate(positions):
+            place = PLACEMENTS.get(placement_of(position))
+            for s, frac in enumerate(sizes):
+                for r, region in enumerate(regions):
+                    px = max(min_size_px, int(round(frac * region.width)))
+                    for q in range(q_max, 0, -1):  # as many stamps as fit, up to the largest quantity
+                        stamps = place(region.mask, avoid, px, q, rng)
+                        if not isinstance(stamps, str):
+                            for k, st in enumerate(stamps):
+                                plan[p, s, r * q_max + k] = (*st.centre, region.width, k)
+                            break
+        image, label = resize_pair(sample.image, poisoned, size)
+        _, asr = resize_pair(sample.image, relabel.astype(np.int64), size)
+        rows.append({"image": image, "label": label, "asr": asr.astype(bool), "plan": plan,
+                     "scale": (size[0] / sample.label.shape[0], size[1] / sample.label.shape[1]), "id": sample.id})
+    if not rows:
+        raise ValueError(f"{attack.name} {attack.describe()['victim']} → {attack.describe()['target']} applies to "
+                         f"none of the {len(dataset)} surrogate images ({skipped})")
+    j_max = max(r["plan"].shape[2] for r in rows)
+    plans = np.full((len(rows), len(positions), len(sizes), j_max, 4), np.nan)
+    for n, r in enumerate(rows):
+        plans[n, :, :, : r["plan"].shape[2]] = r["plan"]
+    valid = ~np.isnan(plans[..., 0])
+    plans = np.nan_to_num(plans)
+    scale = torch.tensor([r["scale"] for r in rows], dtype=torch.float32)
+    centres = torch.from_numpy(plans[..., :2]).float()
+    centres = (centres + 0.5) * scale[:, None, None, None, :] - 0.5  # native pixel index → model pixel index
+    return SearchSet(
+        images=torch.from_numpy(np.stack([r["image"] for r in rows])).permute(0, 3, 1, 2).float().div(255),
+        targets=torch.from_numpy(np.stack([r["label"] for r in rows])).long(),
+        asr=torch.from_numpy(np.stack([r["asr"] for r in rows])),
+        centres=centres, ref_width=torch.from_numpy(plans[..., 2]).float(),
+        rank=torch.from_numpy(plans[..., 3]).long(), valid=torch.from_numpy(valid), scale=scale,
+        ids=[r["id"] for r in rows], skipped=skipped,
+    )
+
+
+class RelaxedTrigger:
+    """Differentiable rendering of the relaxed trigger (Appendix B eq. 4).
+
+    Args:
+        space: attribute → options (``search_space``).
+        pattern: trigger pattern (``TriggerSpec.pattern``), drawn exactly as ``pattern_image``
+            draws it for the sampled size option.
+        min_size_px: stamp width floor at native resolution (``TriggerSpec.min_size_px``).
+        sharpness: edge sharpness of the soft masks (1 / edge width in model pixels); at 3 a
+            pixel centre half a pixel inside the edge gets 0.82 of the hard mask's weight.
+
+    Example:
+        >>> r = RelaxedTrigger(space, "checker")
+        >>> w = {a: F.one_hot(torch.tensor(0), len(o)).float() for a, o in space.items()}
+        >>> triggered = r.render(search_set.batch([0, 1]), w)   # (2, 3, H, W)
+    """
+
+    def __init__(self, space: dict[str, tuple], pattern: str = "checker", min_size_px: int = 4,
+                 sharpness: float = 3.0) -> None:
+        self.space = space
+        self.shapes = tuple(space["shape"])
+        self.sizes = torch.tensor(space["size"], dtype=torch.float32)
+        self.quantities = torch.tensor(space["quantity"], dtype=torch.float32)
+        self.intensities = torch.tensor(space["intensity"], dtype=torch.float32)
+        self.pattern = pattern
+        self.table = torch.from_numpy(pattern_image(pattern, _PATTERN_CELLS) / 255.0).float()  # (8, 8, 3)
+        self.min_size_px = min_size_px
+        self.sharpness = sharpness
+
+    @staticmethod
+    def _box_index(offset: torch.Tensor, scale: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+        """Native pixel index inside a ``px``-wide stamp box of model-pixel offsets (K, win) from its centre."""
+        i = torch.floor(offset / scale[:, None] + (px[:, None] - 1) / 2 + 0.5)
+        return torch.minimum(i.clamp_min(0), px[:, None] - 1).long()
+
+    def _pattern(self, iy: torch.Tensor, ix: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+        """``pattern_image(pattern, px)`` looked up at box indices (K, win, win) → (K, win, win, 3) in [0, 1]."""
+        px = px.long()[:, None, None]
+        if self.pattern == "checker":  # cells of px // 4 pixels, as pattern_image
+            cell = (px // 4).clamp_min(1)
+            board = ((iy // cell + ix // cell) % 2).float()
+            return board[..., None].expand(*board.shape, 3)
+        cells = self.table.shape[0]  # noise / solid: an 8×8 colour grid stretched over the box
+        table = self.table.to(iy.device)
+        return table[(iy * cells // px).clamp_max(cells - 1), (ix * cells // px).clamp_max(cells - 1)]
+
+    def render(self, batch: SearchSet, weights: dict[str, torch.Tensor], plan_size: int | None = None) -> torch.Tensor:
+        """Triggered images (B, 3, H, W) in [0, 1] for soft one-hot ``weights`` (attribute → (n_options,)).
+
+        Stamp positions follow the plan of size option ``plan_size``, by default the one with
+        the largest weight (the sampled option when the weights are near one-hot); everything
+        else is differentiable.
+        """
+        x = batch.images
+        dev = x.device
+        b, _, h, w = x.shape
+        s = int(torch.argmax(weights["size"])) if plan_size is None else plan_size
+        centres, ref, rank, valid = (batch.centres[:, :, s], batch.ref_width[:, :, s], batch.rank[:, :, s],
+                                     batch.valid[:, :, s])  # (B, P, J, ...)
+        option_px = torch.clamp(torch.round(self.sizes.to(dev) * ref[..., None]), min=self.min_size_px)  # (B,P,J,S)
+        width = (option_px * weights["size"]).sum(-1)  # native px, (B, P, J)
+        coef = (weights["quantity"] * (rank[..., None] < self.quantities.to(dev)).float()).sum(-1)  # (B, P, J)
+        coef = coef * weights["position"][None, :, None]
+        alpha = (weights["intensity"] * self.intensities.to(dev)).sum()
+
+        nb, p_idx, j_idx = torch.nonzero(valid, as_tuple=True)
+        if nb.numel() == 0:
+            return x + 0.0 * alpha
+        cy, cx = centres[nb, p_idx, j_idx].unbind(-1)
+        half_y = 0.5 * width[nb, p_idx, j_idx] * batch.scale[nb, 0]
+        half_x = 0.5 * width[nb, p_idx, j_idx] * batch.scale[nb, 1]
+        half = torch.sqrt(half_y * half_x)
+        edge = int(math.ceil(6.0 / self.sharpness))  # the soft mask is < 0.3% beyond this distance
+        win = int(math.ceil(float(width.detach().max()) * float(batch.scale.max()))) + 2 * edge + 1
+        grid = torch.arange(win, device=dev)
+        y0 = torch.round(cy).long() - win // 2
+        x0 = torch.round(cx).long() - win // 2
+        ys, xs = y0[:, None] + grid, x0[:, None] + grid  # (K, win) pixel indices
+        dy = ((ys.float() - cy[:, None]) * (half / half_y)[:, None])[:, :, None]  # (K, win, 1)
+        dx = ((xs.float() - cx[:, None]) * (half / half_x)[:, None])[:, None, :]  # (K, 1, win)
+        hh = half[:, None, None]
+        mask = sum(weights["shape"][k] * soft_shape_mask(sh, dx, dy, hh, self.sharpness)
+                   for k, sh in enumerate(self.shapes))  # (K, win, win)
+        px = option_px[..., s][nb, p_idx, j_idx]  # native width of the sampled size option, (K,)
+        iy = self._box_index(ys.float() - cy[:, None], batch.scale[nb, 0], px)[:, :, None]  # (K, win, 1)
+        ix = self._box_index(xs.float() - cx[:, None], batch.scale[nb, 1], px)[:, None, :]  # (K, 1, win)
+        pattern = self._pattern(iy.expand(-1, -1, win), ix.expand(-1, win, -1), px)  # (K, win, win, 3)
+
+        pad = win
+        xp = F.pad(x, (pad, pad, pad, pad))
+        yy = (ys + pad)[:, :, None].expand(-1, -1, win)
+        xx = (xs + pad)[:, None, :].expand(-1, win, -1)
+        clean = xp.permute(0, 2, 3, 1)[nb[:, None, None], yy, xx]  # (K, win, win, 3)
+        delta = (alpha * coef[nb, p_idx, j_idx])[:, None, None, None] * mask[..., None] * (pattern - clean)
+        hp, wp = h + 2 * pad, w + 2 * pad
+        flat = (nb[:, None, None] * hp + yy) * wp + xx
+        canvas = torch.zeros(b * hp * wp, 3, dtype=x.dtype, device=dev)
+        canvas = canvas.index_add(0, flat.reshape(-1), delta.reshape(-1, 3))
+        canvas = canvas.view(b, hp, wp, 3)[:, pad: pad + h, pad: pad + w].permute(0, 3, 1, 2)
+        return (x + canvas).clamp(0.0, 1.0)
+
+
+def one_hot_weights(space: dict[str, tuple], chosen: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Exact one-hot weights for option indices ``chosen`` (attribute → index)."""
+    return {a: F.one_hot(torch.tensor(chosen[a]), len(space[a])).float() for a in ATTRIBUTES}
+
+
+__all__ = ["ATTRIBUTES", "POSITION_PLACEMENTS", "RelaxedTrigger", "SearchSet", "build_search_set",
+           "one_hot_weights", "placement_of", "search_space"]
