@@ -33,11 +33,11 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> 
     """Resize uint8 HWC image (bilinear, antialiased when shrinking) and int64 HW label (nearest) to (H, W)."""
     if tuple(image.shape[:2]) == tuple(size):
         return image, label
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    img = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
     shrink = size[0] < image.shape[0] or size[1] < image.shape[1]
     img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=shrink)
     img = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    lab = torch.from_numpy(np.ascontiguousarray(label))[None, None].float()
+    lab = torch.from_numpy(np.require(label, requirements=["C", "W"]))[None, None].float()
     lab = F.interpolate(lab, size=size, mode="nearest-exact")[0, 0].to(torch.int64).numpy()
     return img, lab
 
@@ -119,5 +119,5 @@ class SegTorchDataset(torch.utils.data.Dataset):
         if self.augment is not None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
             image, label = augment(image, label, self.augment, rng)
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
-        return image, torch.from_numpy(np.ascontiguousarray(label)).to(torch.int64)
+        image = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255)
+        return image, torch.from_numpy(np.require(label, requirements=["C", "W"])).to(torch.int64)

@@ -1,0 +1,104 @@
+"""Issue 6 on CamVid: the prior attacks against BADSEG, O2B car → road, one model and schedule.
+
+Run: ``python benchmarks/camvid_head_to_head.py`` (about 45 minutes on 2 CPU cores; run
+``camvid_trigger_search.py`` first or the BADSEG trigger search runs here).
+
+* HBA, OFBA, IBA, IBA+NNI, IBA+PRL and ConSeg from ``configs/camvid/baselines/`` at their
+  papers' trigger settings, and BADSEG O2B with its optimised trigger (stages 1–2), at 20% and
+  10% poisoning, all under ``camvid_common.SCHEDULE``.
+* IBA's long-distance experiment: the 20% IBA, IBA+NNI and IBA+PRL models evaluated on
+  poisoned test sets whose trigger centre lies at a distance in (L, U] native pixels from the
+  nearest car pixel, for several bands.
+
+Prints Markdown tables and writes ``benchmarks/results/camvid_head_to_head.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camvid_common import (
+    CONFIGS,
+    METRIC_HEADER,
+    METRIC_RULE,
+    ROOT,
+    SCHEDULE,
+    badseg_run,
+    metric_cells,
+    optimised_trigger,
+    trigger_overrides,
+    write_result,
+)
+from badseg.config import load_config
+from badseg.evaluate import evaluate
+from badseg.models import build_model
+from badseg.pipeline import attack_for, datasets_for
+from badseg.poisoning.dataset import PoisonedTestSet
+
+BASELINES = ("hba", "ofba", "iba", "iba-nni", "iba-prl", "conseg")
+IBA = ("iba", "iba-nni", "iba-prl")
+BANDS = ((0, 30), (30, 60), (60, 90), (90, 120))
+
+
+def attack_runs(search_dir: Path, rate: float) -> list[tuple[str, Path, list[str]]]:
+    """(name, config, overrides) of every attack at ``rate``."""
+    found = optimised_trigger("o2b", search_dir / "search-o2b", search_dir / "surrogates")
+    runs = [(name, CONFIGS / "baselines" / f"{name}.yaml", SCHEDULE + [f"attack.rate={rate}"]) for name in BASELINES]
+    badseg = SCHEDULE + trigger_overrides(found["chosen"], found["placement"]) + [f"attack.rate={rate}"]
+    return runs + [("badseg-o2b", CONFIGS / "o2b.yaml", badseg)]
+
+
+def long_distance(run_dir: Path, config: Path, overrides: list[str]) -> list[dict[str, Any]]:
+    """ASR of a trained IBA model on poisoned test sets placed in each of ``BANDS``."""
+    cfg = load_config(config, overrides)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(ROOT / cfg.data.root)})})
+    train, test = datasets_for(cfg)
+    model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(run_dir / "backdoored" / "last.pt"))
+    model.eval()
+    rows = []
+    for band in BANDS:
+        attack = attack_for(cfg.model_copy(update={"attack": cfg.attack.model_copy(update={"test_band": band})}), train)
+        poisoned = PoisonedTestSet(test, attack, cfg.seed)
+        m = evaluate(model, test, poisoned, tuple(cfg.data.size), attack.target, cfg.eval_batch_size, "cpu", None,
+                     progress=False)
+        rows.append({"band": band, "asr": m["asr"], "n_images": len(poisoned), "skipped": sum(poisoned.skipped.values())})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "head_to_head")
+    ap.add_argument("--search-dir", type=Path, default=ROOT / "runs" / "trigger_search",
+                    help="Where camvid_trigger_search.py keeps its O2B trigger search (reused).")
+    ap.add_argument("--rates", nargs="+", type=float, default=[0.2, 0.1])
+    args = ap.parse_args()
+    table: list[dict[str, Any]] = []
+    for rate in args.rates:
+        for name, config, overrides in attack_runs(args.search_dir, rate):
+            m = badseg_run(config, args.out / f"{name}-{rate:g}", overrides)
+            table.append({"attack": name, "rate": rate, "config": str(config.relative_to(ROOT)),
+                          "overrides": overrides, "metrics": m})
+    torch.set_grad_enabled(False)
+    distance = {}
+    for row in table:
+        if row["attack"] in IBA and row["rate"] == max(args.rates):
+            distance[row["attack"]] = long_distance(args.out / f"{row['attack']}-{row['rate']:g}",
+                                                    ROOT / row["config"], row["overrides"])
+    print(f"| attack | rate {METRIC_HEADER}")
+    print(f"|---|---{METRIC_RULE}")
+    for row in table:
+        print(f"| {row['attack']} | {row['rate']:g} {metric_cells(row['metrics'], None)}")
+    print("\n| attack | " + " | ".join(f"ASR, trigger at ({lo}, {hi}] px" for lo, hi in BANDS) + " |")
+    print("|---|" + "---|" * len(BANDS))
+    for name, rows in distance.items():
+        print(f"| {name} | " + " | ".join("–" if r["asr"] is None else f"{r['asr']:.3f} ({r['n_images']})"
+                                        for r in rows) + " |")
+    write_result("camvid_head_to_head", {"runs": table, "long_distance": distance})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Issue 5 on CamVid: the BADSEG-optimised trigger against random picks from the same grid.
+
+Run: ``python benchmarks/camvid_trigger_search.py`` (about 35 minutes on 2 CPU cores).
+
+For O2B car → road and B2B sidewalk → road:
+
+0. ``badseg rank-pairs`` with two surrogate architectures (``fpn-effl0``, ``deeplabv3plus-effl0``):
+   the top-20 closest class pairs, the distance heatmaps and the rankings' agreement.
+1. ``badseg optimize-trigger`` — a surrogate (``fpn-effl0``) trained on a random 20% of CamVid
+   train, then the Gumbel-Softmax search over the Table 20 grid with the default stealth term
+   (PSNR budget 35 dB); for O2B also once with the stealth term off, to show what it does.
+2. Three random picks from the same grid, drawn uniformly per attribute with a seeded
+   generator and kept only when their poisoned CamVid val images are at least as stealthy
+   (PSNR) as the optimised trigger's.
+3. Each trigger trained and evaluated the same way (``camvid_common.SCHEDULE``, 20% poisoned,
+   the victim trained on all of CamVid train for every trigger, so the comparison is of
+   triggers only).
+
+Prints Markdown tables and writes ``benchmarks/results/camvid_trigger_search.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camvid_common import (
+    CONFIGS,
+    METRIC_HEADER,
+    METRIC_RULE,
+    ROOT,
+    SCHEDULE,
+    badseg_run,
+    metric_cells,
+    optimised_trigger,
+    stealth,
+    trigger_overrides,
+    write_result,
+)
+from badseg.stages.relaxed import placement_of
+
+VECTORS = ("o2b", "b2b")
+PAIR_SURROGATES = ("fpn-effl0", "deeplabv3plus-effl0")
+
+
+def rank_pairs(out: Path, surrogates: Path) -> dict[str, Any]:
+    """``badseg rank-pairs`` (stages 1 and 3) with two surrogate architectures → agreement.json."""
+    if not (out / "agreement.json").is_file():
+        cmd = [str(Path(sys.executable).parent / "badseg"), "rank-pairs", str(CONFIGS / "o2b.yaml"), "--out", str(out),
+               "--surrogates", str(surrogates)]
+        cmd += [a for m in PAIR_SURROGATES for a in ("--model", m)] + [a for o in SCHEDULE for a in ("--set", o)]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return json.loads((out / "agreement.json").read_text())
+ATTRIBUTES = ("shape", "size", "position", "quantity", "intensity")
+
+
+def random_picks(options: dict[str, list], config: Path, min_psnr: float, n: int, seed: int,
+                 max_tries: int = 60) -> list[dict[str, Any]]:
+    """``n`` uniform draws from the grid whose poisoned test images have PSNR ≥ ``min_psnr``."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for _ in range(max_tries):
+        pick = {a: options[a][int(rng.integers(len(options[a])))] for a in ATTRIBUTES}
+        s = stealth(config, SCHEDULE + trigger_overrides(pick, placement_of(pick["position"])))
+        if s["psnr"] >= min_psnr:
+            picks.append({"trigger": pick, **s})
+            if len(picks) == n:
+                return picks
+    raise RuntimeError(f"only {len(picks)} of {max_tries} random picks reached PSNR {min_psnr:.2f}")
+
+
+def label(t: dict[str, Any]) -> str:
+    return (f"{t['shape']}, size {t['size']:g}, {t['position']}, ×{t['quantity']}, "
+            f"intensity {t['intensity']:g}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "trigger_search")
+    ap.add_argument("--rate", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    surrogates = args.out / "surrogates"
+    result: dict[str, Any] = {"pair_agreement": rank_pairs(args.out / "pairs", surrogates)}
+    no_stealth = optimised_trigger("o2b", args.out / "search-o2b-no-stealth", surrogates, ["search.stealth_weight=0"])
+    for vector in VECTORS:
+        config = CONFIGS / f"{vector}.yaml"
+        found = optimised_trigger(vector, args.out / f"search-{vector}", surrogates)
+        chosen = found["chosen"]
+        opt = {"trigger": chosen, **stealth(config, SCHEDULE + trigger_overrides(chosen, found["placement"]))}
+        rows = [{"name": "optimised", **opt}]
+        rows += [{"name": f"random{i + 1}", **p}
+                 for i, p in enumerate(random_picks(found["options"], config, opt["psnr"], 3, args.seed))]
+        for row in rows:
+            t = row["trigger"]
+            overrides = SCHEDULE + trigger_overrides(t, placement_of(t["position"])) + [f"attack.rate={args.rate}"]
+            row["metrics"] = badseg_run(config, args.out / f"{vector}-{row['name']}", overrides)
+        result[vector] = {"search": {k: found[k] for k in ("chosen", "placement", "probabilities", "settings")},
+                          "rows": rows}
+    result["o2b_no_stealth"] = {k: no_stealth[k] for k in ("chosen", "placement", "probabilities", "settings")}
+    result["o2b_no_stealth"].update(stealth(CONFIGS / "o2b.yaml", SCHEDULE + trigger_overrides(
+        no_stealth["chosen"], no_stealth["placement"])))
+    for vector in VECTORS:
+        print(f"\n{vector}: | trigger | PSNR (val images) {METRIC_HEADER}")
+        print(f"|---|---|---{METRIC_RULE}")
+        for row in result[vector]["rows"]:
+            print(f"| {row['name']} | {label(row['trigger'])} | {row['psnr']:.2f} {metric_cells(row['metrics'], None)}")
+    ns = result["o2b_no_stealth"]
+    print(f"\nO2B search without the stealth term: {label(ns['chosen'])}, PSNR {ns['psnr']:.2f}")
+    write_result("camvid_trigger_search", result)
+
+
+if __name__ == "__main__":
+    main()
