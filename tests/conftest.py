@@ -25,3 +25,14 @@ def synthetic():
     from badseg.data import load_dataset
 
     return load_dataset("synthetic", split="train", length=24)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensor ops: one torch thread avoids OpenMP contention on a shared 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

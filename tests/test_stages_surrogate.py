@@ -54,12 +54,7 @@ for _name, _width in (("test-tiny-a", 8), ("test-tiny-b", 6)):
         MODELS.register(_name)(_factory(_name, _width))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**over) -> RunConfig:
