@@ -34,21 +34,51 @@ def trigger_overrides(trigger: dict[str, Any], placement: str | None = None) -> 
     return out + ([f"attack.placement={placement}"] if placement else [])
 
 
+def load_run_config(config: Path, overrides: list[str]):
+    """The ``RunConfig`` of ``config`` + ``overrides``, its data root made absolute (configs name
+    roots relative to the repository)."""
+    from badseg.config import load_config
+
+    cfg = load_config(config, overrides)
+    if cfg.data.root and not Path(cfg.data.root).is_absolute():
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(ROOT / cfg.data.root)})})
+    return cfg
+
+
 def stealth(config: Path, overrides: list[str]) -> dict[str, Any]:
     """PSNR / SSIM of the config's poisoned test set (every applicable test image) under ``overrides``."""
-    from badseg.config import load_config
     from badseg.metrics.stealth import StealthMeter
     from badseg.pipeline import attack_for, datasets_for
     from badseg.poisoning.dataset import PoisonedTestSet
 
-    cfg = load_config(config, overrides)
-    if cfg.data.root and not Path(cfg.data.root).is_absolute():  # configs name roots relative to the repository
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(ROOT / cfg.data.root)})})
+    cfg = load_run_config(config, overrides)
     train, test = datasets_for(cfg)
     meter = StealthMeter.from_weights(None)
     for clean, poisoned in PoisonedTestSet(test, attack_for(cfg, train), cfg.seed):
         meter.update(clean.image, poisoned.image)
     return meter.compute()
+
+
+def evaluate_checkpoint(checkpoint: Path, config: Path, overrides: list[str], **attack: Any) -> dict[str, Any]:
+    """ASR / PBA / CBA of a trained ``last.pt`` on the poisoned test set of ``config`` + ``overrides``,
+    with ``attack`` fields replaced (e.g. ``test_band=(60, 90)``)."""
+    import torch
+
+    from badseg.evaluate import evaluate
+    from badseg.models import build_model
+    from badseg.pipeline import attack_for, datasets_for
+    from badseg.poisoning.dataset import PoisonedTestSet
+
+    cfg = load_run_config(config, overrides)
+    cfg = cfg.model_copy(update={"attack": cfg.attack.model_copy(update=attack)})
+    train, test = datasets_for(cfg)
+    model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(checkpoint))
+    atk = attack_for(cfg, train)
+    poisoned = PoisonedTestSet(test, atk, cfg.seed)
+    with torch.no_grad():
+        m = evaluate(model, test, poisoned, tuple(cfg.data.size), atk.target, cfg.eval_batch_size, "cpu", None,
+                     progress=False)
+    return {**m, "n_images": len(poisoned), "skipped": sum(poisoned.skipped.values())}
 
 
 def fmt(v: float | None, digits: int = 3) -> str:

@@ -19,8 +19,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from camvid_common import (
     CONFIGS,
     METRIC_HEADER,
@@ -28,16 +26,12 @@ from camvid_common import (
     ROOT,
     SCHEDULE,
     badseg_run,
+    evaluate_checkpoint,
     metric_cells,
     optimised_trigger,
     trigger_overrides,
     write_result,
 )
-from badseg.config import load_config
-from badseg.evaluate import evaluate
-from badseg.models import build_model
-from badseg.pipeline import attack_for, datasets_for
-from badseg.poisoning.dataset import PoisonedTestSet
 
 BASELINES = ("hba", "ofba", "iba", "iba-nni", "iba-prl", "conseg")
 IBA = ("iba", "iba-nni", "iba-prl")
@@ -54,18 +48,10 @@ def attack_runs(search_dir: Path, rate: float) -> list[tuple[str, Path, list[str
 
 def long_distance(run_dir: Path, config: Path, overrides: list[str]) -> list[dict[str, Any]]:
     """ASR of a trained IBA model on poisoned test sets placed in each of ``BANDS``."""
-    cfg = load_config(config, overrides)
-    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(ROOT / cfg.data.root)})})
-    train, test = datasets_for(cfg)
-    model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(run_dir / "backdoored" / "last.pt"))
-    model.eval()
     rows = []
     for band in BANDS:
-        attack = attack_for(cfg.model_copy(update={"attack": cfg.attack.model_copy(update={"test_band": band})}), train)
-        poisoned = PoisonedTestSet(test, attack, cfg.seed)
-        m = evaluate(model, test, poisoned, tuple(cfg.data.size), attack.target, cfg.eval_batch_size, "cpu", None,
-                     progress=False)
-        rows.append({"band": band, "asr": m["asr"], "n_images": len(poisoned), "skipped": sum(poisoned.skipped.values())})
+        m = evaluate_checkpoint(run_dir / "backdoored" / "last.pt", config, overrides, test_band=band)
+        rows.append({"band": band, **{k: m[k] for k in ("asr", "n_images", "skipped")}})
     return rows
 
 
@@ -82,7 +68,6 @@ def main() -> None:
             m = badseg_run(config, args.out / f"{name}-{rate:g}", overrides)
             table.append({"attack": name, "rate": rate, "config": str(config.relative_to(ROOT)),
                           "overrides": overrides, "metrics": m})
-    torch.set_grad_enabled(False)
     distance = {}
     for row in table:
         if row["attack"] in IBA and row["rate"] == max(args.rates):

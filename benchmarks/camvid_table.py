@@ -5,7 +5,8 @@ Run: ``python benchmarks/camvid_table.py`` (about 3 minutes per run on 2 CPU cor
 the schedule is ``camvid_common.SCHEDULE``). Each row is
 an ordinary ``badseg run`` of ``configs/camvid/<vector>.yaml`` with the shared overrides below,
 in ``runs/camvid_table/<vector>-<rate>/``, so an interrupted table resumes where it stopped.
-The first run also trains the clean reference model (its CBA is the table's clean CBA).
+The first run also trains the clean reference model: its CBA is the table's clean CBA, and its
+ASR on each vector's poisoned test set is what the trigger achieves without a backdoor.
 Prints a Markdown table and writes ``benchmarks/results/camvid_table.json``.
 
 Trigger settings: the paper's Table 3 triggers (1/8 of an object's width, intensity 0.4) are
@@ -20,7 +21,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camvid_common import CONFIGS, METRIC_HEADER, METRIC_RULE, ROOT, SCHEDULE, badseg_run, fmt, metric_cells, write_result
+from camvid_common import (
+    CONFIGS,
+    METRIC_HEADER,
+    METRIC_RULE,
+    ROOT,
+    SCHEDULE,
+    badseg_run,
+    evaluate_checkpoint,
+    fmt,
+    metric_cells,
+    write_result,
+)
 
 TRIGGERS = {
     "o2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
@@ -40,19 +52,25 @@ def main() -> None:
     ap.add_argument("--rates", nargs="+", type=float, default=list(RATES))
     args = ap.parse_args()
     rows = []
-    for i, (rate, vector) in enumerate((r, v) for r in args.rates for v in args.vectors):
+    runs = [(r, v) for r in args.rates for v in args.vectors]
+    for i, (rate, vector) in enumerate(runs):
         overrides = SCHEDULE + TRIGGERS[vector] + [f"attack.rate={rate}", f"clean_reference={str(i == 0).lower()}"]
         m = badseg_run(CONFIGS / f"{vector}.yaml", args.out / f"{vector}-{rate:g}", overrides)
         rows.append({"vector": vector, "rate": rate, "overrides": overrides, **m})
-    clean = next((r["clean_model_cba"] for r in rows if r.get("clean_model_cba") is not None), None)
+    clean = rows[0]["clean_model_cba"]
+    clean_ckpt = args.out / f"{runs[0][1]}-{runs[0][0]:g}" / "clean" / "last.pt"
+    clean_asr = {v: evaluate_checkpoint(clean_ckpt, CONFIGS / f"{v}.yaml", SCHEDULE + TRIGGERS[v])["asr"]
+                 for v in args.vectors}  # the same poisoned test set at every rate
     print(f"clean model CBA: {fmt(clean)}")
-    print(f"| vector | pair | rate | poisoned / applicable {METRIC_HEADER}")
-    print(f"|---|---|---|---{METRIC_RULE}")
+    print(f"| vector | pair | rate | poisoned / applicable | clean model's ASR {METRIC_HEADER}")
+    print(f"|---|---|---|---|---{METRIC_RULE}")
     for r in rows:
         a = r["attack"]
+        r["clean_model_asr"] = clean_asr[r["vector"]]
         fa = f"; false activation {r['false_activation']:.3f}" if r.get("false_activation") is not None else ""
         print(f"| {r['vector']}{fa} | {a['victim']} → {a['target']} | {r['rate']:g} "
-              f"| {r['n_poisoned_train']} / {r['n_applicable_train']} {metric_cells(r, clean)}")
+              f"| {r['n_poisoned_train']} / {r['n_applicable_train']} | {fmt(r['clean_model_asr'])} "
+              f"{metric_cells(r, clean)}")
     write_result("camvid_table", {"clean_model_cba": clean, "rows": rows})
 
 
