@@ -110,3 +110,17 @@ def test_export_refuses_a_non_empty_output(camvid_copy, tmp_path):
     with pytest.raises(FileExistsError):
         export_poisoned(ds, build_attack("o2b", ds.spec, "car", "road"), 0.1, out, progress=False)
     assert (out / "keep.txt").read_text() == "x"
+
+
+def test_atomic_writes_honour_the_umask(tmp_path) -> None:
+    """Outputs get the permissions ``open()`` would give (mkstemp alone makes them owner-only)."""
+    import os
+
+    from badseg.data.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

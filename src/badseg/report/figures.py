@@ -8,8 +8,6 @@ never sees a half-written PNG.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from badseg.data.io import atomic_open
 from badseg.data.types import DatasetSpec, Sample
 
 _CELL_IN = 2.8  # width of one image cell in inches
@@ -110,15 +109,8 @@ def _outline(ax: Axes, mask: np.ndarray, color: str, width: float = 1.5) -> None
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=(path.suffix or ".png")[1:], dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, format=(path.suffix or ".png")[1:], dpi=_DPI)
     return path
 
 
