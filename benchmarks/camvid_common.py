@@ -20,11 +20,15 @@ SCHEDULE = ["data.size=[144,192]", "model.name=fpn-effl0", "model.pretrained=ima
             "train.epochs=8", "train.batch_size=4", "train.lr=0.002", "train.optimizer=adamw"]
 
 
+def badseg(args: list[str], overrides: list[str]) -> None:
+    """Run the ``badseg`` command of this environment with ``args`` and ``--set`` ``overrides``."""
+    cmd = [str(Path(sys.executable).parent / "badseg"), *args] + [a for o in overrides for a in ("--set", o)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
 def badseg_run(config: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     """``badseg run config --out out --set ...`` (resumes / returns at once when finished) → metrics."""
-    cmd = [str(Path(sys.executable).parent / "badseg"), "run", str(config), "--out", str(out)]
-    cmd += [a for o in overrides for a in ("--set", o)]
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    badseg(["run", str(config), "--out", str(out)], overrides)
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -45,16 +49,23 @@ def load_run_config(config: Path, overrides: list[str]):
     return cfg
 
 
-def stealth(config: Path, overrides: list[str]) -> dict[str, Any]:
-    """PSNR / SSIM of the config's poisoned test set (every applicable test image) under ``overrides``."""
-    from badseg.metrics.stealth import StealthMeter
+def poisoned_test_set(cfg):
+    """(train, test, attack, poisoned test set) of a run config, built as ``badseg run`` builds them."""
     from badseg.pipeline import attack_for, datasets_for
     from badseg.poisoning.dataset import PoisonedTestSet
 
-    cfg = load_run_config(config, overrides)
     train, test = datasets_for(cfg)
+    attack = attack_for(cfg, train)
+    return train, test, attack, PoisonedTestSet(test, attack, cfg.seed)
+
+
+def stealth(config: Path, overrides: list[str]) -> dict[str, Any]:
+    """PSNR / SSIM of the config's poisoned test set (every applicable test image) under ``overrides``."""
+    from badseg.metrics.stealth import StealthMeter
+
+    *_, poisoned_test = poisoned_test_set(load_run_config(config, overrides))
     meter = StealthMeter.from_weights(None)
-    for clean, poisoned in PoisonedTestSet(test, attack_for(cfg, train), cfg.seed):
+    for clean, poisoned in poisoned_test:
         meter.update(clean.image, poisoned.image)
     return meter.compute()
 
@@ -66,15 +77,11 @@ def evaluate_checkpoint(checkpoint: Path, config: Path, overrides: list[str], **
 
     from badseg.evaluate import evaluate
     from badseg.models import build_model
-    from badseg.pipeline import attack_for, datasets_for
-    from badseg.poisoning.dataset import PoisonedTestSet
 
     cfg = load_run_config(config, overrides)
     cfg = cfg.model_copy(update={"attack": cfg.attack.model_copy(update=attack)})
-    train, test = datasets_for(cfg)
+    train, test, atk, poisoned = poisoned_test_set(cfg)
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(checkpoint))
-    atk = attack_for(cfg, train)
-    poisoned = PoisonedTestSet(test, atk, cfg.seed)
     with torch.no_grad():
         m = evaluate(model, test, poisoned, tuple(cfg.data.size), atk.target, cfg.eval_batch_size, "cpu", None,
                      progress=False)
@@ -107,8 +114,6 @@ def optimised_trigger(vector: str, out: Path, surrogates: Path, extra: list[str]
     """``badseg optimize-trigger`` (BADSEG stages 1–2) for ``configs/camvid/<vector>.yaml`` under
     the shared schedule (surrogate: ``fpn-effl0`` on a random 20% of CamVid train) → trigger.json."""
     if not (out / "trigger.json").is_file():
-        cmd = [str(Path(sys.executable).parent / "badseg"), "optimize-trigger", str(CONFIGS / f"{vector}.yaml"),
-               "--out", str(out), "--surrogates", str(surrogates)]
-        cmd += [a for o in [*SCHEDULE, *extra] for a in ("--set", o)]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+        badseg(["optimize-trigger", str(CONFIGS / f"{vector}.yaml"), "--out", str(out), "--surrogates", str(surrogates)],
+               [*SCHEDULE, *extra])
     return json.loads((out / "trigger.json").read_text())

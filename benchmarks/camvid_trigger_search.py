@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from camvid_common import (
     METRIC_RULE,
     ROOT,
     SCHEDULE,
+    badseg,
     badseg_run,
     metric_cells,
     optimised_trigger,
@@ -55,10 +54,9 @@ PAIR_SURROGATES = ("fpn-effl0", "deeplabv3plus-effl0")
 def rank_pairs(out: Path, surrogates: Path) -> dict[str, Any]:
     """``badseg rank-pairs`` (stages 1 and 3) with two surrogate architectures → agreement.json."""
     if not (out / "agreement.json").is_file():
-        cmd = [str(Path(sys.executable).parent / "badseg"), "rank-pairs", str(CONFIGS / "o2b.yaml"), "--out", str(out),
-               "--surrogates", str(surrogates)]
-        cmd += [a for m in PAIR_SURROGATES for a in ("--model", m)] + [a for o in SCHEDULE for a in ("--set", o)]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+        models = [a for m in PAIR_SURROGATES for a in ("--model", m)]
+        badseg(["rank-pairs", str(CONFIGS / "o2b.yaml"), "--out", str(out), "--surrogates", str(surrogates), *models],
+               SCHEDULE)
     return json.loads((out / "agreement.json").read_text())
 ATTRIBUTES = ("shape", "size", "position", "quantity", "intensity")
 

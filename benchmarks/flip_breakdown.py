@@ -16,26 +16,23 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from camvid_common import load_run_config
+from camvid_common import load_run_config, poisoned_test_set
 from badseg.evaluate import predict
 from badseg.models import build_model
-from badseg.pipeline import attack_for, datasets_for
-from badseg.poisoning.dataset import PoisonedTestSet
-from badseg.train.augment import resize_pair
+from badseg.train.augment import resize_label, resize_pair
 
 
 def flip_breakdown(run: Path) -> dict[str, dict[str, float]]:
     cfg = load_run_config(run / "config.yaml", [])
-    train, test = datasets_for(cfg)
-    attack = attack_for(cfg, train)
+    train, _, attack, poisoned_test = poisoned_test_set(cfg)
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(run / "backdoored" / "last.pt")).eval()
     size = tuple(cfg.data.size)
     counts = {k: [0, 0] for k in ("carrier", "other", "clean")}  # [flipped, total] victim pixels
     with torch.no_grad():
-        for clean, p in PoisonedTestSet(test, attack, cfg.seed):
+        for clean, p in poisoned_test:
             image, label = resize_pair(p.image, clean.label, size)
             clean_image, _ = resize_pair(clean.image, clean.label, size)
-            trigger = resize_pair(p.image, p.trigger_mask.astype(np.int64), size)[1].astype(bool)
+            trigger = resize_label(p.trigger_mask, size).astype(bool)
             pred, clean_pred = predict(model, [image, clean_image], "cpu")
             comps, n = ndimage.label(label == attack.victim)
             carriers = set(np.unique(comps[trigger & (comps > 0)]).tolist())

@@ -18,11 +18,11 @@ from badseg.data.base import SegDataset
 from badseg.metrics.segmentation import AttackMeter, SegmentationMeter
 from badseg.metrics.stealth import StealthMeter
 from badseg.poisoning.dataset import PoisonedTestSet
-from badseg.train.augment import resize_pair
+from badseg.train.augment import resize_label, resize_pair
 
 
 def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return resize_pair(np.zeros((*mask.shape, 3), np.uint8), mask.astype(np.int64), size)[1].astype(bool)
+    return resize_label(mask, size).astype(bool)
 
 
 @torch.inference_mode()

@@ -37,9 +37,15 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> 
     shrink = size[0] < image.shape[0] or size[1] < image.shape[1]
     img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=shrink)
     img = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    return img, resize_label(label, size)
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an integer (or bool) HW map to (H, W) with nearest-neighbour → int64."""
+    if tuple(label.shape) == tuple(size):
+        return label.astype(np.int64, copy=False)
     lab = torch.from_numpy(np.require(label, requirements=["C", "W"]))[None, None].float()
-    lab = F.interpolate(lab, size=size, mode="nearest-exact")[0, 0].to(torch.int64).numpy()
-    return img, lab
+    return F.interpolate(lab, size=size, mode="nearest-exact")[0, 0].to(torch.int64).numpy()
 
 
 def augment(image: Array, label: Array, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[Array, Array]:
