@@ -19,6 +19,7 @@ the B2B grid's largest, 0.025, is 5 px).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from camvid_common import (
@@ -50,28 +51,38 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "camvid_table")
     ap.add_argument("--vectors", nargs="+", default=list(TRIGGERS))
     ap.add_argument("--rates", nargs="+", type=float, default=list(RATES))
+    ap.add_argument("--set", dest="extra", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="more overrides for every run, e.g. trigger.min_size_px=25")
+    ap.add_argument("--clean-from", type=Path, default=None,
+                    help="a finished run of this schedule whose clean reference model to reuse "
+                         "(default: train one with the first run)")
+    ap.add_argument("--result", default="camvid_table", help="name of the JSON under benchmarks/results/")
     args = ap.parse_args()
     rows = []
     runs = [(r, v) for r in args.rates for v in args.vectors]
     for i, (rate, vector) in enumerate(runs):
-        overrides = SCHEDULE + TRIGGERS[vector] + [f"attack.rate={rate}", f"clean_reference={str(i == 0).lower()}"]
+        train_clean = i == 0 and args.clean_from is None
+        overrides = (SCHEDULE + TRIGGERS[vector] + args.extra
+                     + [f"attack.rate={rate}", f"clean_reference={str(train_clean).lower()}"])
         m = badseg_run(CONFIGS / f"{vector}.yaml", args.out / f"{vector}-{rate:g}", overrides)
         rows.append({"vector": vector, "rate": rate, "overrides": overrides, **m})
-    clean = rows[0]["clean_model_cba"]
-    clean_ckpt = args.out / f"{runs[0][1]}-{runs[0][0]:g}" / "clean" / "last.pt"
-    clean_asr = {v: evaluate_checkpoint(clean_ckpt, CONFIGS / f"{v}.yaml", SCHEDULE + TRIGGERS[v])["asr"]
+    clean_run = args.clean_from or args.out / f"{runs[0][1]}-{runs[0][0]:g}"
+    clean = json.loads((clean_run / "metrics.json").read_text())["clean_model_cba"]
+    clean_asr = {v: evaluate_checkpoint(clean_run / "clean" / "last.pt", CONFIGS / f"{v}.yaml",
+                                        SCHEDULE + TRIGGERS[v] + args.extra)["asr"]
                  for v in args.vectors}  # the same poisoned test set at every rate
     print(f"clean model CBA: {fmt(clean)}")
-    print(f"| vector | pair | rate | poisoned / applicable | clean model's ASR {METRIC_HEADER}")
-    print(f"|---|---|---|---|---{METRIC_RULE}")
+    print(f"| vector | pair | rate | poisoned / applicable | test images | clean model's ASR {METRIC_HEADER}")
+    print(f"|---|---|---|---|---|---{METRIC_RULE}")
     for r in rows:
         a = r["attack"]
         r["clean_model_asr"] = clean_asr[r["vector"]]
         fa = f"; false activation {r['false_activation']:.3f}" if r.get("false_activation") is not None else ""
         print(f"| {r['vector']}{fa} | {a['victim']} → {a['target']} | {r['rate']:g} "
-              f"| {r['n_poisoned_train']} / {r['n_applicable_train']} | {fmt(r['clean_model_asr'])} "
+              f"| {r['n_poisoned_train']} / {r['n_applicable_train']} | {r['n_poisoned_test']} "
+              f"| {fmt(r['clean_model_asr'])} "
               f"{metric_cells(r, clean)}")
-    write_result("camvid_table", {"clean_model_cba": clean, "rows": rows})
+    write_result(args.result, {"clean_model_cba": clean, "rows": rows})
 
 
 if __name__ == "__main__":

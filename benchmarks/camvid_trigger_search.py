@@ -45,9 +45,13 @@ from camvid_common import (
 )
 from badseg.stages.relaxed import placement_of
 
-#: (name, vector, search overrides): the default stealth budget, and for O2B a looser one (30 dB)
-#: whose triggers are large enough for a 144×192 model to learn.
-SEARCHES = (("o2b", "o2b", []), ("b2b", "b2b", []), ("o2b-psnr30", "o2b", ["search.psnr_min=30"]))
+#: (name, vector, search overrides, trigger overrides for the search, the random picks and the
+#: victims): the default stealth budget; for O2B a looser one (30 dB) whose triggers are large
+#: enough for a 144×192 model to learn; and for O2B a legibility floor of 25 native pixels
+#: (10 px at the 192-wide input) on every stamp, searched and trained alike.
+LEGIBLE = ["trigger.min_size_px=25"]
+SEARCHES = (("o2b", "o2b", [], []), ("b2b", "b2b", [], []), ("o2b-psnr30", "o2b", ["search.psnr_min=30"], []),
+            ("o2b-legible", "o2b", ["search.min_size_px=25"], LEGIBLE))
 PAIR_SURROGATES = ("fpn-effl0", "deeplabv3plus-effl0")
 
 
@@ -62,14 +66,14 @@ ATTRIBUTES = ("shape", "size", "position", "quantity", "intensity")
 
 
 def random_picks(options: dict[str, list], config: Path, min_psnr: float, n: int, seed: int,
-                 max_tries: int = 100, screen_images: int = 25) -> list[dict[str, Any]]:
+                 extra: list[str] = (), max_tries: int = 100, screen_images: int = 25) -> list[dict[str, Any]]:
     """``n`` random triggers from the grid at least as stealthy (PSNR) as ``min_psnr``.
 
     Shape, size, position and quantity are drawn uniformly; the intensity is then the
     strongest grid option whose poisoned images keep PSNR ≥ ``min_psnr`` (screened on the
     first ``screen_images`` test images, confirmed on all), so each pick is as effective as
     its stealth budget allows. Draws for which even the faintest intensity is too visible
-    are discarded.
+    are discarded. ``extra``: more overrides (e.g. a stamp width floor).
     """
     rng = np.random.default_rng(seed)
     screen = [f"data.limit_test={screen_images}"]
@@ -78,7 +82,7 @@ def random_picks(options: dict[str, list], config: Path, min_psnr: float, n: int
         pick = {a: options[a][int(rng.integers(len(options[a])))] for a in ATTRIBUTES if a != "intensity"}
         for intensity in sorted(options["intensity"], reverse=True):
             trial = {**pick, "intensity": intensity}
-            overrides = SCHEDULE + trigger_overrides(trial, placement_of(trial["position"]))
+            overrides = SCHEDULE + trigger_overrides(trial, placement_of(trial["position"])) + list(extra)
             if stealth(config, overrides + screen)["psnr"] < min_psnr:
                 continue
             full = stealth(config, overrides)
@@ -104,24 +108,25 @@ def main() -> None:
     surrogates = args.out / "surrogates"
     result: dict[str, Any] = {"pair_agreement": rank_pairs(args.out / "pairs", surrogates)}
     no_stealth = optimised_trigger("o2b", args.out / "search-o2b-no-stealth", surrogates, ["search.stealth_weight=0"])
-    for name, vector, search in SEARCHES:
+    for name, vector, search, extra in SEARCHES:
         config = CONFIGS / f"{vector}.yaml"
-        found = optimised_trigger(vector, args.out / f"search-{name}", surrogates, search)
+        found = optimised_trigger(vector, args.out / f"search-{name}", surrogates, search + extra)
         chosen = found["chosen"]
-        opt = {"trigger": chosen, **stealth(config, SCHEDULE + trigger_overrides(chosen, found["placement"]))}
+        opt = {"trigger": chosen, **stealth(config, SCHEDULE + trigger_overrides(chosen, found["placement"]) + extra)}
         rows = [{"name": "optimised", **opt}]
         rows += [{"name": f"random{i + 1}", **p}
-                 for i, p in enumerate(random_picks(found["options"], config, opt["psnr"], 3, args.seed))]
+                 for i, p in enumerate(random_picks(found["options"], config, opt["psnr"], 3, args.seed, extra))]
         for row in rows:
             t = row["trigger"]
-            overrides = SCHEDULE + trigger_overrides(t, placement_of(t["position"])) + [f"attack.rate={args.rate}"]
+            overrides = (SCHEDULE + trigger_overrides(t, placement_of(t["position"])) + extra
+                         + [f"attack.rate={args.rate}"])
             row["metrics"] = badseg_run(config, args.out / f"{name}-{row['name']}", overrides)
         result[name] = {"search": {k: found[k] for k in ("chosen", "placement", "probabilities", "settings")},
                           "rows": rows}
     result["o2b_no_stealth"] = {k: no_stealth[k] for k in ("chosen", "placement", "probabilities", "settings")}
     result["o2b_no_stealth"].update(stealth(CONFIGS / "o2b.yaml", SCHEDULE + trigger_overrides(
         no_stealth["chosen"], no_stealth["placement"])))
-    for name, _, _ in SEARCHES:
+    for name, *_ in SEARCHES:
         print(f"\n{name}: | trigger | PSNR (val images) {METRIC_HEADER}")
         print(f"|---|---|---{METRIC_RULE}")
         for row in result[name]["rows"]:

@@ -29,6 +29,11 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def _px_bin(edges: list[float | None]) -> str:
+    lo, hi = edges
+    return f"≥ {lo:g}" if hi is None else f"{lo:g}–{hi:g}"
+
+
 def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torch.nn.Module, test: SegDataset,
                  poisoned_test: PoisonedTestSet, attack: Attack, device: str) -> None:
     """Figures under ``out/figures`` and ``out/report.md``."""
@@ -71,6 +76,14 @@ def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torc
     if metrics.get("test_skipped"):
         lines += ["Test images where the attack could not be applied:", "",
                   *(f"- {n}: {r}" for r, n in metrics["test_skipped"].items()), ""]
+    if metrics.get("asr_by_stamp_px"):
+        lines += ["## ASR by the trigger stamp's width at the model's input", "",
+                  "Stamps a few pixels wide after the resize to the model's input are hardly learned;",
+                  "if most poisoned test images sit in the first rows, raise `trigger.size` or "
+                  "`trigger.min_size_px`.", "",
+                  "| stamp width (px) | images | ASR pixels | ASR |", "|---|---|---|---|",
+                  *(f"| {_px_bin(r['stamp_px'])} | {r['images']} | {r['asr_pixels']} | {_fmt(r['asr'])} |"
+                    for r in metrics["asr_by_stamp_px"]), ""]
     lines += ["## Trigger", "", "```json", json.dumps(a["trigger"], indent=2), "```", ""]
     if metrics.get("stages"):
         from badseg.report.stage_report import stage_lines
