@@ -8,7 +8,7 @@ import pytest
 from badseg.attacks import Poisoned, ShapeBank, Skipped, VectorMismatch, build_attack
 from badseg.data import get_spec, load_dataset
 from badseg.data.instances import object_instances
-from badseg.poisoning import sample_rng
+from badseg.poisoning import sample_rng, scan
 from badseg.triggers import TriggerSpec
 
 # (vector, victim, target, trigger) per dataset; sizes large enough for 128x256 / 360x480.
@@ -90,7 +90,8 @@ def test_vectors_on_camvid(camvid_root, name, victim, target, trigger):
     done = 0
     for i in range(0, len(ds), 10):
         s = ds[i]
-        p = attack.poison(s, sample_rng(0, i))
+        # few CamVid images hold a red car: CON's test mode (every car triggered) checks it on all
+        p = attack.poison(s, sample_rng(0, i), test=name == "con")
         if isinstance(p, Poisoned):
             check_invariants(attack, s, p)
             done += 1
@@ -133,6 +134,29 @@ def test_conditional_attack_flips_red_cars_only(synthetic):
                 assert p.decoy_mask is not None and p.decoy_mask[mask & (s.label == attack.victim)].all()
                 decoy_seen += 1
     assert red_seen >= 2 and decoy_seen >= 2
+
+
+def test_conditional_training_poisons_only_images_with_a_red_car(synthetic):
+    spec = synthetic.spec
+    attack = build_attack("con", spec, "car", "road", TriggerSpec("circle", 1 / 4, 0.8), condition="red",
+                          decoy_rate=1.0)
+    result = scan(synthetic, attack, seed=0)
+    has_red = [any(d["class"] == "car" and d["colour"] == "red" for d in synthetic[i].meta["instances"])
+               for i in range(len(synthetic))]
+    assert any(has_red) and not all(has_red)
+    for i, reason in enumerate(result.reasons):
+        if not has_red[i]:
+            assert reason is not None
+            continue
+        if reason is None:  # (a red car too small to hold the stamp is skipped with its reason)
+            s = synthetic[i]
+            p = attack.poison(s, sample_rng(0, i))
+            colours = {d["id"]: d["colour"] for d in s.meta["instances"] if d["class"] == "car"}
+            relabelled = {r["instance_id"]: r["relabel"] for r in p.record["regions"]}
+            assert p.asr_mask.any() and any(relabelled.values())
+            assert all(flip == (colours[inst] == "red") for inst, flip in relabelled.items())
+    assert result.applicable
+    assert "no car meeting the condition 'red'" in result.skip_counts()
 
 
 def test_same_seed_same_poison(synthetic):

@@ -159,14 +159,19 @@ class Attack:
             stamps.append(placed)
         return Plan(regions, stamps)
 
+    @property
+    def needs_image(self) -> bool:
+        """Whether deciding applicability needs the image, not only the labels (CON's colour condition)."""
+        return bool(getattr(self.select, "needs_image", False))
+
     def applies(self, label: np.ndarray, instances: np.ndarray | None, rng: np.random.Generator,
-                test: bool = False) -> str | None:
-        """Skip reason from labels alone (None: the attack applies).
+                test: bool = False, image: np.ndarray | None = None) -> str | None:
+        """Skip reason (None: the attack applies), from labels alone unless ``needs_image``.
 
         Given the sample's own generator, it makes the same draws as ``poison``, so a
         sample found applicable here is poisoned the same way later.
         """
-        plan = self.plan(label, instances, None, rng, test)
+        plan = self.plan(label, instances, image, rng, test)
         return plan.reason if isinstance(plan, Skipped) else None
 
     def poison(self, sample: Sample, rng: np.random.Generator, test: bool = False) -> Poisoned | Skipped:

@@ -80,11 +80,16 @@ class ChosenInstances:
 class ConditionedInstances:
     """CON: triggered victim instances meeting ``condition`` flip; others may be decoys.
 
-    Training: every matching instance is triggered and relabelled; with probability
-    ``decoy_rate`` (always, when no instance matches) the non-matching instances are
-    triggered too but keep their labels, so the model learns trigger AND condition.
+    Training: only images holding a matching instance are poisoned (the poisoning budget
+    goes to samples that teach the flip, "samples that satisfy the condition and contain
+    triggers", BADSEG §6.4); every matching instance is triggered and relabelled, and with
+    probability ``decoy_rate`` the non-matching ones are triggered too but keep their
+    labels, so the model learns trigger AND condition. The condition is a colour, so the
+    applicability scan reads images (``needs_image``).
     Test: every instance is triggered (matching → ASR region, others → decoy region).
     """
+
+    needs_image = True
 
     spec: DatasetSpec
     victim: int
@@ -93,13 +98,16 @@ class ConditionedInstances:
     min_area: int = 64
 
     def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
+        name = self.spec.classes[self.victim]
         objs = object_instances(label, instances, self.spec, [self.victim], self.min_area)
         if not objs:
-            return f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
-        if image is None:  # label-only scan: any instance can carry a trigger
-            return [_instance_region(o) for o in objs]
+            return f"no {name} instance of >= {self.min_area} px"
+        if image is None:
+            raise ValueError("the conditional attack needs the image to test the condition")
         match = [meets_condition(image, o.mask, self.condition) for o in objs]
-        with_decoys = test or not any(match) or rng.random() < self.decoy_rate
+        if not test and not any(match):
+            return f"no {name} meeting the condition {self.condition!r}"
+        with_decoys = test or rng.random() < self.decoy_rate
         return [_instance_region(o, m, condition_met=m) for o, m in zip(objs, match) if m or with_decoys]
 
 

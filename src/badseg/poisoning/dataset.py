@@ -2,7 +2,8 @@
 
 Every sample ``i`` draws from its own generator ``SeedSequence([seed, i])``, so the
 poisoned set is byte-identical whatever the worker count or order. The poisoning rate is
-a fraction of the samples where the attack applies: a label-only scan finds them, then
+a fraction of the samples where the attack applies: a scan of the labels (and of the images
+for attacks whose selector tests a colour, CON) finds them, then
 ``round(rate * n_applicable)`` of them are chosen with ``SeedSequence(seed, spawn_key=(1,))``.
 """
 
@@ -43,8 +44,12 @@ def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[s
     dataset, attack, seed, indices, test = args
     out = []
     for i in indices:
-        label, instances = dataset.load_labels(i)
-        out.append(attack.applies(label, instances, sample_rng(seed, i), test))
+        if attack.needs_image:
+            s = dataset[i]
+            out.append(attack.applies(s.label, s.instances, sample_rng(seed, i), test, s.image))
+        else:
+            label, instances = dataset.load_labels(i)
+            out.append(attack.applies(label, instances, sample_rng(seed, i), test))
     return out
 
 
@@ -55,7 +60,8 @@ def chunks(n: int, workers: int) -> list[list[int]]:
 
 
 def scan(dataset: SegDataset, attack: Attack, seed: int, workers: int = 1, test: bool = False) -> ScanResult:
-    """Label-only pass over ``dataset``: which samples can be poisoned, and why not."""
+    """Pass over ``dataset``'s labels (images too when ``attack.needs_image``): which samples
+    can be poisoned, and why not."""
     jobs = [(dataset, attack, seed, c, test) for c in chunks(len(dataset), workers)]
     if workers <= 1:
         parts: Iterable[list[str | None]] = map(_scan_chunk, jobs)
