@@ -20,7 +20,7 @@ def _blob():
     return region
 
 
-@pytest.mark.parametrize("name", ["centre", "random_inside"])
+@pytest.mark.parametrize("name", ["centre", "random_inside", "scatter"])
 def test_inside_placements_keep_whole_stamps_inside_and_disjoint(name):
     region = _blob()
     stamps = PLACEMENTS.get(name)(region, region, 6, 4, np.random.default_rng(3))
@@ -51,4 +51,34 @@ def test_impossible_placement_returns_a_reason():
     region = np.zeros((30, 30), bool)
     region[5:9, 5:9] = True
     out = PLACEMENTS.get("centre")(region, region, 6, 1, np.random.default_rng(0))
+    assert isinstance(out, str) and "no room" in out
+
+
+def _parts() -> tuple[np.ndarray, list[np.ndarray]]:
+    """A region of three disjoint parts (large, medium, too small for a 6-px stamp)."""
+    region = np.zeros((60, 90), bool)
+    parts = [np.zeros_like(region) for _ in range(3)]
+    parts[0][5:55, 2:40] = True
+    parts[1][30:45, 60:80] = True
+    parts[2][5:9, 70:85] = True
+    for part in parts:
+        region |= part
+    return region, parts
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scatter_puts_a_stamp_in_every_part_that_can_hold_one(seed):
+    region, parts = _parts()
+    stamps = PLACEMENTS.get("scatter")(region, region, 6, 3, np.random.default_rng(seed))
+    assert len(stamps) == 3
+    per_part = [sum(bool(p[s.top:s.top + 6, s.left:s.left + 6].all()) for s in stamps) for p in parts]
+    assert per_part[1] >= 1 and per_part[2] == 0 and sum(per_part) == 3
+
+
+def test_scatter_is_deterministic_and_says_when_it_cannot_fit():
+    region, _ = _parts()
+    a = PLACEMENTS.get("scatter")(region, region, 6, 4, np.random.default_rng(9))
+    b = PLACEMENTS.get("scatter")(region, region, 6, 4, np.random.default_rng(9))
+    assert a == b
+    out = PLACEMENTS.get("scatter")(region, region, 30, 2, np.random.default_rng(0))
     assert isinstance(out, str) and "no room" in out

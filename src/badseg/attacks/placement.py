@@ -68,8 +68,13 @@ def _pick(eligible: np.ndarray, size: int, quantity: int, rng: np.random.Generat
             idx = cand[int(rng.integers(cand.size))]
         top, left = divmod(int(idx), eligible.shape[1])
         stamps.append(Stamp(top, left, size))
-        eligible[max(0, top - size + 1): top + size, max(0, left - size + 1): left + size] = False
+        _block(eligible, stamps[-1], size)
     return stamps
+
+
+def _block(eligible: np.ndarray, stamp: Stamp, size: int) -> None:
+    """Mark every top-left corner whose ``size`` box would overlap ``stamp`` as not eligible."""
+    eligible[max(0, stamp.top - size + 1): stamp.top + size, max(0, stamp.left - size + 1): stamp.left + size] = False
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -113,6 +118,44 @@ def random_inside(region: np.ndarray, avoid: np.ndarray, size: int, quantity: in
     """Stamps uniformly at random, whole box inside the region, non-overlapping (also B2B's
     scatter over the victim stuff region)."""
     return _inside(region, size, quantity, rng, at_centre=False)
+
+
+@PLACEMENTS.register("scatter")
+def scatter(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
+            rng: np.random.Generator) -> list[Stamp] | str:
+    """Stamps spread over the region's separate parts (B2B's default): one at random in each
+    connected part that can hold a stamp, largest part first, until ``quantity``; any left
+    over at random anywhere inside the region. Whole boxes inside the region, non-overlapping.
+
+    A victim stuff region is often several disjoint stretches (sidewalks on both sides of
+    the road); stamps drawn uniformly over it cluster on the largest, and the separate parts
+    without a stamp were measured not to flip (docs/results.md, B2B).
+    """
+    box = _bbox(region)
+    if box is None:
+        return "empty region"
+    r0, c0, r1, c1 = box
+    crop = region[r0:r1, c0:c1]
+    fits = box_counts(crop, size) == size * size
+    if not fits.any():
+        return f"no room for {quantity} stamp(s) of {size}px inside the region"
+    parts, n = ndimage.label(crop)
+    part_of_box = parts[: fits.shape[0], : fits.shape[1]]  # a fitting box lies in the part of its corner
+    sizes = np.bincount(parts.ravel(), minlength=n + 1)
+    stamps: list[Stamp] = []
+    for part in sorted(range(1, n + 1), key=lambda k: (-sizes[k], k)):
+        if len(stamps) == quantity:
+            break
+        picked = _pick(fits & (part_of_box == part), size, 1, rng)
+        if picked:
+            stamps += picked
+            _block(fits, picked[0], size)
+    if len(stamps) < quantity:
+        more = _pick(fits, size, quantity - len(stamps), rng)
+        if more is None:
+            return f"no room for {quantity} stamp(s) of {size}px inside the region"
+        stamps += more
+    return [Stamp(st.top + r0, st.left + c0, st.size) for st in stamps]
 
 
 @PLACEMENTS.register("random_outside")

@@ -5,7 +5,7 @@
 | o2o | object → object | largest victim instance | centre (default) | class map |
 | o2b | object → stuff | largest victim instance | centre (default) | class map |
 | b2o | stuff → object | fabricated target silhouette in the victim stuff | centre | region |
-| b2b | stuff → stuff | the victim stuff region | random inside (scatter) | class map |
+| b2b | stuff → stuff | the victim stuff region | scatter (one per separate part first) | class map |
 | ins | object → any | k chosen instances | centre | region |
 | con | object → any | instances meeting a condition (+ decoys) | centre | region |
 """
@@ -74,9 +74,10 @@ def b2o(spec: DatasetSpec, victim: int, target: int, trigger: TriggerSpec, bank:
 
 
 @ATTACKS.register("b2b")
-def b2b(spec: DatasetSpec, victim: int, target: int, trigger: TriggerSpec, placement: str = "random_inside",
+def b2b(spec: DatasetSpec, victim: int, target: int, trigger: TriggerSpec, placement: str = "scatter",
         min_area: int = 64) -> Attack:
-    """Background-to-Background: small stamps scattered on the sidewalk turn it into road."""
+    """Background-to-Background: small stamps scattered on the sidewalk turn it into road
+    (``scatter``: every separate stretch of sidewalk that can hold a stamp gets one first)."""
     _check("b2b", spec, victim, target, ("stuff", "stuff"))
     return Attack("b2b", spec, victim, target, trigger, VictimRegion(spec, victim, min_area), placement,
                   relabel_class)
