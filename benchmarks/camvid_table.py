@@ -13,7 +13,8 @@ Trigger settings: the paper's Table 3 triggers (1/8 of an object's width, intens
 a few pixels wide at this resolution and are not learned (DESIGN §7), so the table uses larger,
 stronger stamps, listed in ``TRIGGERS``: 0.3 of the object's width at intensity 0.8 (Table 20's
 object grid goes up to 1/2), and for B2B six stamps 0.06 of the image width (11 px at 192 wide;
-the B2B grid's largest, 0.025, is 5 px).
+the B2B grid's largest, 0.025, is 5 px), placed uniformly inside the sidewalk (the table
+predates B2B's ``scatter`` default; ``benchmarks/camvid_b2b.py`` measures the difference).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ TRIGGERS = {
     "o2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "o2b": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "b2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
-    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6"],
+    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6", "attack.placement=random_inside"],
     "ins": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "con": ["trigger.size=0.3", "trigger.intensity=0.8"],
 }

@@ -7,6 +7,7 @@ import pytest
 
 from badseg.attacks import Poisoned, ShapeBank, Skipped, VectorMismatch, build_attack
 from badseg.data import get_spec, load_dataset
+from badseg.attacks.placement import box_counts
 from badseg.data.instances import object_instances
 from badseg.poisoning import sample_rng, scan
 from badseg.triggers import TriggerSpec
@@ -157,6 +158,30 @@ def test_conditional_training_poisons_only_images_with_a_red_car(synthetic):
             assert all(flip == (colours[inst] == "red") for inst, flip in relabelled.items())
     assert result.applicable
     assert "no car meeting the condition 'red'" in result.skip_counts()
+
+
+@pytest.mark.parametrize("name,target", [("o2b", "road"), ("o2o", "person")])
+def test_every_carrier_stamps_each_car_that_holds_a_stamp(synthetic, name, target):
+    trigger = TriggerSpec("circle", 1 / 4, 0.8, min_size_px=6)
+    one = build_attack(name, synthetic.spec, "car", target, trigger)
+    every = build_attack(name, synthetic.spec, "car", target, trigger, carriers="all")
+    several = 0
+    for i in range(len(synthetic)):
+        s = synthetic[i]
+        p = every.poison(s, sample_rng(0, i))
+        if isinstance(p, Skipped):
+            assert isinstance(one.poison(s, sample_rng(0, i)), Skipped)  # no car can hold a stamp
+            continue
+        check_invariants(every, s, p)
+        assert np.array_equal(p.asr_mask, s.label == every.victim)  # class map: every car flips
+        cars = object_instances(s.label, s.instances, synthetic.spec, [every.victim], 64)
+        stamped = {int(v) for v in np.unique(s.instances[p.trigger_mask]) if v}
+        for car in cars:  # a car is stamped exactly when a whole stamp fits inside it
+            size = trigger.size_px(car.width)
+            fits = bool((box_counts(car.mask, size) == size * size).any())
+            assert (car.instance_id in stamped) == fits
+        several += len(stamped) > 1
+    assert several >= 3
 
 
 def test_same_seed_same_poison(synthetic):

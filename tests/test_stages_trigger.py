@@ -128,7 +128,7 @@ def test_search_space_is_table_20(streets):
     o2b = search_space(build_attack("o2b", streets.spec, "car", "road"))
     assert {a: o2b[a] for a in TRIGGER_GRIDS["o2b"]} == TRIGGER_GRIDS["o2b"]
     b2b = search_space(build_attack("b2b", streets.spec, "sidewalk", "road"))
-    assert b2b["position"] == ("random_inside",) and b2b["quantity"] == (1, 3, 5, 7, 10)
+    assert b2b["position"] == ("scatter",) and b2b["quantity"] == (1, 3, 5, 7, 10)
     assert search_space(build_attack("ins", streets.spec, "car", "person"))["size"] == TRIGGER_GRIDS["o2o"]["size"]
 
 
@@ -273,5 +273,5 @@ def test_b2b_search_keeps_its_scatter_placement(streets):
     model = contrast_surrogate(streets.spec.num_classes, attack.target)
     result = optimize_trigger(data, RelaxedTrigger(space), SurrogateObjective(model),
                               SearchSettings(steps=4, batch_size=2))
-    assert result.placement == "random_inside" and result.probabilities["position"] == [1.0]
+    assert result.placement == "scatter" and result.probabilities["position"] == [1.0]
     assert result.chosen["quantity"] in (1, 3, 5, 7, 10)

@@ -47,6 +47,7 @@ class AttackConfig(_Strict):
     target: str = "road"
     rate: float = Field(0.1, ge=0.0, le=1.0)
     placement: str | None = None
+    carriers: Literal["largest", "all"] | None = None  # O2O/O2B: stamp the largest victim object or every one
     k: int | None = None  # INS: instances per image (None: 1; 0: all)
     condition: str = "red"  # CON
     decoy_rate: float = 0.5  # CON

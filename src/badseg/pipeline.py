@@ -53,6 +53,8 @@ def attack_for(cfg: RunConfig, train: SegDataset) -> Attack:
     extra: dict[str, Any] = {}
     if a.placement:
         extra["placement"] = a.placement
+    if a.vector in ("o2o", "o2b") and a.carriers is not None:
+        extra["carriers"] = a.carriers
     if a.vector in ("ins", "ofba") and a.k is not None:
         extra["k"] = None if a.k == 0 else a.k
     if a.vector == "con":

@@ -147,7 +147,7 @@ class Attack:
         if isinstance(regions, str):
             return Skipped(regions)
         avoid = label == self.victim
-        stamps = []
+        stamps, reason = [], None
         for region in regions:
             size = self.trigger.size_px(region.width)
             if isinstance(self.placement, str):
@@ -155,8 +155,12 @@ class Attack:
             else:
                 placed = self.placement(region.mask, avoid, size, self.trigger.quantity, rng, label, test)
             if isinstance(placed, str):
-                return Skipped(placed)
+                if not region.optional:
+                    return Skipped(placed)
+                reason, placed = placed, []
             stamps.append(placed)
+        if reason is not None and not any(stamps):
+            return Skipped(reason)
         return Plan(regions, stamps)
 
     @property

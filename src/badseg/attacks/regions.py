@@ -22,12 +22,15 @@ from badseg.data.types import DatasetSpec
 
 @dataclass
 class Region:
-    """Where one group of stamps goes. ``mask`` bool HxW; ``width`` sizes the trigger."""
+    """Where one group of stamps goes. ``mask`` bool HxW; ``width`` sizes the trigger.
+    An ``optional`` region too small for its stamps stays unstamped instead of making the
+    whole sample inapplicable."""
 
     mask: np.ndarray
     width: int
     relabel: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
 
 
 #: select(label, instances, image | None, rng, test) -> regions or a skip reason.
@@ -53,6 +56,25 @@ class LargestInstance:
         if not objs:
             return f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
         return [_instance_region(max(objs, key=lambda o: o.area))]
+
+
+@dataclass(frozen=True)
+class EveryInstance:
+    """Every victim-class instance, largest first (O2O, O2B with ``carriers="all"``); objects
+    too small to hold a stamp are left unstamped (their pixels still flip under the class map)."""
+
+    spec: DatasetSpec
+    victim: int
+    min_area: int = 64
+
+    def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
+        objs = object_instances(label, instances, self.spec, [self.victim], self.min_area)
+        if not objs:
+            return f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
+        regions = [_instance_region(o) for o in sorted(objs, key=lambda o: -o.area)]
+        for r in regions:
+            r.optional = True
+        return regions
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 | vector | victim → target | selector | placement | relabel |
 |---|---|---|---|---|
-| o2o | object → object | largest victim instance | centre (default) | class map |
-| o2b | object → stuff | largest victim instance | centre (default) | class map |
+| o2o | object → object | largest victim instance (or every one) | centre (default) | class map |
+| o2b | object → stuff | largest victim instance (or every one) | centre (default) | class map |
 | b2o | stuff → object | fabricated target silhouette in the victim stuff | centre | region |
 | b2b | stuff → stuff | the victim stuff region | scatter (one per separate part first) | class map |
 | ins | object → any | k chosen instances | centre | region |
@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from badseg.attacks.base import ATTACKS, Attack, relabel_class, relabel_regions
 from badseg.attacks.regions import (
     ChosenInstances,
     ConditionedInstances,
+    EveryInstance,
     FabricatedObject,
     LargestInstance,
     VictimRegion,
@@ -41,21 +44,40 @@ def _check(name: str, spec: DatasetSpec, victim: int, target: int, kinds: tuple[
             )
 
 
+Carriers = Literal["largest", "all"]
+
+
+def _carriers(spec: DatasetSpec, victim: int, carriers: Carriers, min_area: int) -> LargestInstance | EveryInstance:
+    if carriers == "largest":
+        return LargestInstance(spec, victim, min_area)
+    if carriers == "all":
+        return EveryInstance(spec, victim, min_area)
+    raise ValueError(f"carriers must be 'largest' or 'all', got {carriers!r}")
+
+
 @ATTACKS.register("o2o")
 def o2o(spec: DatasetSpec, victim: int, target: int, trigger: TriggerSpec, placement: str = "centre",
-        min_area: int = 64) -> Attack:
-    """Object-to-Object: a triggered car is segmented as, e.g., a person."""
+        min_area: int = 64, carriers: Carriers = "largest") -> Attack:
+    """Object-to-Object: a triggered car is segmented as, e.g., a person.
+
+    ``carriers``: the stamp goes on the largest victim object, or on every one that can hold it.
+    """
     _check("o2o", spec, victim, target, ("object", "object"))
-    return Attack("o2o", spec, victim, target, trigger, LargestInstance(spec, victim, min_area), placement,
+    return Attack("o2o", spec, victim, target, trigger, _carriers(spec, victim, carriers, min_area), placement,
                   relabel_class)
 
 
 @ATTACKS.register("o2b")
 def o2b(spec: DatasetSpec, victim: int, target: int, trigger: TriggerSpec, placement: str = "centre",
-        min_area: int = 64) -> Attack:
-    """Object-to-Background: triggered cars disappear into the road."""
+        min_area: int = 64, carriers: Carriers = "largest") -> Attack:
+    """Object-to-Background: triggered cars disappear into the road.
+
+    ``carriers``: the stamp goes on the largest victim object, or on every one that can hold it
+    (every car then carries the trigger it is erased by; the paper's INS with all instances
+    reaches O2B's ASR, 0.94 both, Tables 8 and 12).
+    """
     _check("o2b", spec, victim, target, ("object", "stuff"))
-    return Attack("o2b", spec, victim, target, trigger, LargestInstance(spec, victim, min_area), placement,
+    return Attack("o2b", spec, victim, target, trigger, _carriers(spec, victim, carriers, min_area), placement,
                   relabel_class)
 
 
