@@ -36,3 +36,17 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(DEMO_CONFIG, ["seed=3"])
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_a_run_folder_from_before_a_new_config_field_still_matches() -> None:
+    import yaml
+
+    from badseg.config import dump_config, load_config
+    from badseg.pipeline import _same_config
+
+    cfg = load_config(None, ["attack.vector=o2b", "train.epochs=3"])
+    tree = yaml.safe_load(dump_config(cfg))
+    del tree["attack"]["carriers"]  # written by a badseg that did not have this field yet
+    assert _same_config(yaml.safe_dump(tree), cfg)
+    assert not _same_config(yaml.safe_dump({**tree, "seed": 1}), cfg)
+    assert not _same_config(yaml.safe_dump({**tree, "no_such_field": 1}), cfg)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from pydantic import ValidationError
 
 from badseg.attacks import Attack
 from badseg.attacks.baselines import baseline_options
@@ -75,11 +77,20 @@ def _train(cfg: RunConfig, dataset: SegDataset, num_classes: int, out: Path, pro
     return model, summary
 
 
+def _same_config(stored: str, cfg: RunConfig) -> bool:
+    """Whether a run folder's resolved ``config.yaml`` describes ``cfg``. Compared as parsed
+    configs, so a field added to badseg since (at its default) does not orphan finished runs."""
+    try:
+        return RunConfig.model_validate(yaml.safe_load(stored) or {}) == cfg
+    except ValidationError:
+        return False
+
+
 def _check_run_dir(cfg: RunConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "config.yaml"
     text = dump_config(cfg)
-    if resolved.is_file() and resolved.read_text() != text:
+    if resolved.is_file() and not _same_config(resolved.read_text(), cfg):
         raise ConfigError(f"{out} holds a run with a different config ({resolved}); choose a new --out")
     if not resolved.is_file():
         atomic_write_bytes(resolved, text.encode())
