@@ -16,22 +16,22 @@ from camvid_common import METRIC_HEADER, METRIC_RULE, CONFIGS, ROOT, SCHEDULE, b
 from flip_breakdown import flip_breakdown
 
 STRONG = ["trigger.intensity=0.8"]
+
+
+def _b2b(size: float, quantity: int, placement: str, rate: float, *more: str) -> list[str]:
+    return [f"trigger.size={size}", f"trigger.quantity={quantity}", f"attack.placement={placement}",
+            *more, f"attack.rate={rate}"]
+
+
 #: name → (what changes, overrides)
 RUNS = {
-    "e16-0.2": ("table trigger (6 × 0.06, uniform), 16 epochs", ["trigger.size=0.06", "trigger.quantity=6",
-                "attack.placement=random_inside", "train.epochs=16", "attack.rate=0.2"]),
-    "s05q3-0.2": ("3 × 0.05, uniform", ["trigger.size=0.05", "trigger.quantity=3",
-                  "attack.placement=random_inside", "attack.rate=0.2"]),
-    "s05q3-0.1": ("3 × 0.05, uniform", ["trigger.size=0.05", "trigger.quantity=3",
-                  "attack.placement=random_inside", "attack.rate=0.1"]),
-    "scatter-s05q3-0.2": ("3 × 0.05, scatter", ["trigger.size=0.05", "trigger.quantity=3",
-                          "attack.placement=scatter", "attack.rate=0.2"]),
-    "scatter-s05q3-0.1": ("3 × 0.05, scatter", ["trigger.size=0.05", "trigger.quantity=3",
-                          "attack.placement=scatter", "attack.rate=0.1"]),
-    "scatter-s05q4-0.2": ("4 × 0.05, scatter", ["trigger.size=0.05", "trigger.quantity=4",
-                          "attack.placement=scatter", "attack.rate=0.2"]),
-    "scatter-s05q4-0.1": ("4 × 0.05, scatter", ["trigger.size=0.05", "trigger.quantity=4",
-                          "attack.placement=scatter", "attack.rate=0.1"]),
+    "e16-0.2": ("table trigger (6 × 0.06, uniform), 16 epochs", _b2b(0.06, 6, "random_inside", 0.2, "train.epochs=16")),
+    "s05q3-0.2": ("3 × 0.05, uniform", _b2b(0.05, 3, "random_inside", 0.2)),
+    "s05q3-0.1": ("3 × 0.05, uniform", _b2b(0.05, 3, "random_inside", 0.1)),
+    "scatter-s05q3-0.2": ("3 × 0.05, scatter", _b2b(0.05, 3, "scatter", 0.2)),
+    "scatter-s05q3-0.1": ("3 × 0.05, scatter", _b2b(0.05, 3, "scatter", 0.1)),
+    "scatter-s05q4-0.2": ("4 × 0.05, scatter", _b2b(0.05, 4, "scatter", 0.2)),
+    "scatter-s05q4-0.1": ("4 × 0.05, scatter", _b2b(0.05, 4, "scatter", 0.1)),
 }
 BREAKDOWN = ("s05q3-0.2", "scatter-s05q3-0.2")
 

@@ -9,7 +9,7 @@ It returns a skip reason (a string) when the attack cannot be applied to the sam
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,30 +51,27 @@ class LargestInstance:
     victim: int
     min_area: int = 64
 
-    def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
+    def objects(self, label: np.ndarray, instances: np.ndarray | None) -> list[Instance] | str:
+        """The victim instances of at least ``min_area`` pixels, or a skip reason."""
         objs = object_instances(label, instances, self.spec, [self.victim], self.min_area)
-        if not objs:
-            return f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
-        return [_instance_region(max(objs, key=lambda o: o.area))]
+        return objs or f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
+
+    def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
+        objs = self.objects(label, instances)
+        return objs if isinstance(objs, str) else [_instance_region(max(objs, key=lambda o: o.area))]
 
 
 @dataclass(frozen=True)
-class EveryInstance:
+class EveryInstance(LargestInstance):
     """Every victim-class instance, largest first (O2O, O2B with ``carriers="all"``); objects
     too small to hold a stamp are left unstamped (their pixels still flip under the class map)."""
 
-    spec: DatasetSpec
-    victim: int
-    min_area: int = 64
-
     def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
-        objs = object_instances(label, instances, self.spec, [self.victim], self.min_area)
-        if not objs:
-            return f"no {self.spec.classes[self.victim]} instance of >= {self.min_area} px"
+        objs = self.objects(label, instances)
+        if isinstance(objs, str):
+            return objs
         regions = [_instance_region(o) for o in sorted(objs, key=lambda o: -o.area)]
-        for r in regions:
-            r.optional = True
-        return regions
+        return [replace(r, optional=True) for r in regions]
 
 
 @dataclass(frozen=True)
