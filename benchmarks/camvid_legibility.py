@@ -21,6 +21,7 @@ from pathlib import Path
 
 from camvid_common import CONFIGS, ROOT, SCHEDULE, evaluate_checkpoint, fmt, write_result
 from camvid_table import TRIGGERS
+from badseg.evaluate import STAMP_PX_BINS
 
 #: Stamp-width floor in native CamVid pixels: 25 of 480 → 10 of the 192-pixel-wide input.
 FLOOR_PX = 25
@@ -42,10 +43,7 @@ def main() -> None:
             rows.append({"vector": vector, "rate": float(rate), "asr": own["asr"], "n_images": own["n_images"],
                          "asr_by_stamp_px": own["asr_by_stamp_px"], "legible_asr": legible["asr"],
                          "legible_pba": legible["pba"], "legible_images": legible["n_images"]})
-    edges = [tuple(b["stamp_px"]) for b in rows[0]["asr_by_stamp_px"]]
-    for r in rows[1:]:
-        edges += [tuple(b["stamp_px"]) for b in r["asr_by_stamp_px"] if tuple(b["stamp_px"]) not in edges]
-    edges.sort(key=lambda e: e[0])
+    edges = [(lo, None if hi == float("inf") else hi) for lo, hi in zip(STAMP_PX_BINS[:-1], STAMP_PX_BINS[1:])]
     head = " | ".join(f"{lo:g}–{hi:g} px" if hi is not None else f"≥ {lo:g} px" for lo, hi in edges)
     print(f"| vector | rate | ASR (all) | {head} | ASR, stamps ≥ {FLOOR_PX} native px (images) |")
     print("|---|---|---|" + "---|" * len(edges) + "---|")

@@ -139,6 +139,19 @@ def test_asr_is_pooled_over_pixels_not_averaged_per_image() -> None:
     assert out["n_asr_pixels"] == 110
 
 
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_update_returns_per_image_asr_counts_without_ignore_pixels(as_torch) -> None:
+    rng = np.random.default_rng(4)
+    pred, label = rng.integers(0, 3, (4, 9, 11)), rng.integers(0, 3, (4, 9, 11))
+    label[:, 0] = 255
+    asr = rng.random((4, 9, 11)) < 0.5
+    args = [torch.from_numpy(a) for a in (pred, label, asr)] if as_torch else [pred, label, asr]
+    hits, totals = AttackMeter(3).update(*args, target_class=2)
+    region = asr & (label != 255)
+    assert totals.tolist() == region.sum((1, 2)).tolist()
+    assert hits.tolist() == (region & (pred == 2)).sum((1, 2)).tolist()
+
+
 def test_asr_ignores_ignore_pixels_of_the_original_label() -> None:
     label = np.zeros((4, 4), dtype=np.int64)
     label[0] = IGN

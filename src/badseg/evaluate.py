@@ -105,12 +105,10 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
                 decoy.append(_resize_mask(p.decoy_mask, size) if p.decoy_mask is not None else np.zeros(size, bool))
                 if stealth is not None:
                     stealth.update(clean.image, p.image)
-            pred = predict(model, images, device)
-            atk.update(pred, np.stack(labels), np.stack(asr), target, np.stack(decoy))
-            for (clean, p), pr, lab, region in zip(items, pred, labels, asr):
-                region = region & (lab != spec.ignore_index)
-                by_width.update(stamp_px_at_input(p.record, p.image.shape[1], size[1]),
-                                int((pr[region] == target).sum()), int(region.sum()))
+            hits, totals = atk.update(predict(model, images, device), np.stack(labels), np.stack(asr), target,
+                                      np.stack(decoy))
+            for (_, p), h, t in zip(items, hits, totals):
+                by_width.update(stamp_px_at_input(p.record, p.image.shape[1], size[1]), int(h), int(t))
             bar.advance(task, len(idx))
     out = {"cba": seg.compute()["miou"], **atk.compute(), "per_class_iou": seg.compute()["per_class_iou"],
            "asr_by_stamp_px": by_width.compute()}

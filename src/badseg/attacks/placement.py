@@ -137,8 +137,6 @@ def scatter(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
     r0, c0, r1, c1 = box
     crop = region[r0:r1, c0:c1]
     fits = box_counts(crop, size) == size * size
-    if not fits.any():
-        return f"no room for {quantity} stamp(s) of {size}px inside the region"
     parts, n = ndimage.label(crop)
     part_of_box = parts[: fits.shape[0], : fits.shape[1]]  # a fitting box lies in the part of its corner
     sizes = np.bincount(parts.ravel(), minlength=n + 1)

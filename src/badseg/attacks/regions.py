@@ -9,7 +9,7 @@ It returns a skip reason (a string) when the attack cannot be applied to the sam
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,9 @@ Selector = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None", np.ra
                     "list[Region] | str"]
 
 
-def _instance_region(inst: Instance, relabel: bool = True, **info: Any) -> Region:
-    return Region(inst.mask, inst.width, relabel, {"instance_id": inst.instance_id, "area": inst.area, **info})
+def _instance_region(inst: Instance, relabel: bool = True, optional: bool = False, **info: Any) -> Region:
+    return Region(inst.mask, inst.width, relabel, {"instance_id": inst.instance_id, "area": inst.area, **info},
+                  optional)
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,7 @@ class EveryInstance(LargestInstance):
         objs = self.objects(label, instances)
         if isinstance(objs, str):
             return objs
-        regions = [_instance_region(o) for o in sorted(objs, key=lambda o: -o.area)]
-        return [replace(r, optional=True) for r in regions]
+        return [_instance_region(o, optional=True) for o in sorted(objs, key=lambda o: -o.area)]
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,12 @@ def _count(x: ArrayLike) -> int:
     return int(x.sum())
 
 
+def _per_image(x: ArrayLike) -> np.ndarray:
+    """True pixels per image of a bool (H, W) or (N, H, W) map → int64 (N,) ((1,) for one image)."""
+    n = x.reshape(-1, x.shape[-2] * x.shape[-1]).sum(-1)
+    return (n.cpu().numpy() if isinstance(n, torch.Tensor) else n).astype(np.int64)
+
+
 class SegmentationMeter:
     """Accumulates a dataset-wide confusion matrix; on the clean test set its mIoU is the CBA."""
 
@@ -161,7 +167,7 @@ class AttackMeter:
         asr_mask: ArrayLike,
         target_class: int,
         decoy_mask: ArrayLike | None = None,
-    ) -> None:
+    ) -> tuple[np.ndarray, np.ndarray]:
         masks = [asr_mask] if decoy_mask is None else [asr_mask, decoy_mask]
         for m in masks:
             if tuple(m.shape) != tuple(original_label.shape):
@@ -179,13 +185,15 @@ class AttackMeter:
         labelled = original_label != self.ignore_index
         hit = pred == target_class
         region = asr & labelled
-        self.asr_hits += _count(region & hit)
-        self.asr_total += _count(region)
+        image_hits, image_total = _per_image(region & hit), _per_image(region)
+        self.asr_hits += int(image_hits.sum())
+        self.asr_total += int(image_total.sum())
         self.conf += confusion_matrix(pred, original_label, self.num_classes, self.ignore_index, valid=~asr)
         if decoy is not None:
             region = decoy & labelled
             self.decoy_hits += _count(region & hit)
             self.decoy_total += _count(region)
+        return image_hits, image_total
 
     def compute(self) -> dict[str, Any]:
         """``asr`` (None when no ASR pixel was seen), ``pba`` (None when nothing was counted),

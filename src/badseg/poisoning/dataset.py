@@ -46,10 +46,10 @@ def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[s
     for i in indices:
         if attack.needs_image:
             s = dataset[i]
-            out.append(attack.applies(s.label, s.instances, sample_rng(seed, i), test, s.image))
+            label, instances, image = s.label, s.instances, s.image
         else:
-            label, instances = dataset.load_labels(i)
-            out.append(attack.applies(label, instances, sample_rng(seed, i), test))
+            (label, instances), image = dataset.load_labels(i), None
+        out.append(attack.applies(label, instances, sample_rng(seed, i), test, image))
     return out
 
 
