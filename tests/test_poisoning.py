@@ -124,3 +124,48 @@ def test_atomic_writes_honour_the_umask(tmp_path) -> None:
         assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_overwrite_replaces_only_an_earlier_export_and_cleans_stale_staging(synthetic, tmp_path, monkeypatch):
+    import os
+
+    from badseg.outdir import OutputError
+    from badseg.poisoning.export import is_export
+
+    monkeypatch.chdir(tmp_path)
+    ds = synthetic
+    attack = build_attack("o2b", ds.spec, "car", "road", TRIGGER)
+    kw = dict(workers=1, progress=False)
+    out = tmp_path / "exp"
+    stale = tmp_path / f".exp.partial-{_dead_pid()}"
+    (stale / "images").mkdir(parents=True)
+    live = tmp_path / f".exp.partial-{os.getppid()}"  # a live process's staging folder is left alone
+    live.mkdir()
+    first = export_poisoned(ds, attack, 0.5, out, seed=0, **kw)
+    assert is_export(out) and not stale.exists() and live.is_dir()
+    (out / "extra.txt").write_text("from the first export")
+    second = export_poisoned(ds, attack, 0.5, out, seed=1, overwrite=True, **kw)
+    assert not (out / "extra.txt").exists() and second["seed"] == 1 != first["seed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["exp", live.name])  # no .old / .partial left
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.txt").write_text("years of work")
+    for bad, match in [(other, "holds no badseg export"), (tmp_path, "working directory"),
+                       (tmp_path.parent, "above the working directory"), (other / "thesis.txt", "not a folder")]:
+        with pytest.raises((FileExistsError, OutputError), match=match):
+            export_poisoned(ds, attack, 0.5, bad, overwrite=True, **kw)
+    assert (other / "thesis.txt").read_text() == "years of work"
+    monkeypatch.setenv("HOME", str(other))
+    with pytest.raises(OutputError, match="home folder"):
+        export_poisoned(ds, attack, 0.5, other, overwrite=True, **kw)

@@ -1,4 +1,5 @@
-"""Image and label file I/O, and atomic writes (a reader never sees a half-written file)."""
+"""Image and label file I/O, and atomic writes (a reader never sees a half-written file; the data
+is fsynced before the rename, so a crash cannot leave a renamed but empty file)."""
 
 from __future__ import annotations
 
@@ -47,10 +48,26 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -3,11 +3,13 @@
 Layout: ``out/images/<id>.png`` and ``out/labels/<id>.png`` for every sample,
 ``out/asr_masks/<id>.png`` (0/255) for poisoned samples, and ``out/manifest.json``. All
 of it is written into a staging folder beside ``out`` and renamed into place at the end,
-so ``out`` is either absent or complete. The source folder is never written to.
+so ``out`` is either absent or complete. The source folder is never written to, and
+``overwrite`` only ever replaces an earlier export (``badseg.outdir`` has the rules).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -19,18 +21,65 @@ from rich.progress import Progress
 
 from badseg.attacks.base import Attack, Skipped
 from badseg.data.base import SegDataset
-from badseg.data.io import write_json, write_png
+from badseg.data.io import fsync_dir, write_json, write_png
+from badseg.outdir import clean_stale_staging, refuse_overlap, refuse_protected, staging_path
 from badseg.poisoning.dataset import chunks, choose_poisoned, sample_rng, scan
 
 
+#: Keys every manifest.json written by ``export_poisoned`` has; a folder whose manifest has them is an export.
+MANIFEST_KEYS = ("samples", "n_samples", "n_poisoned")
+
+
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a badseg export (a ``manifest.json`` with ``MANIFEST_KEYS``)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and all(k in manifest for k in MANIFEST_KEYS)
+
+
+def replace_refusal(out: Path, overwrite: bool) -> str | None:
+    """Why the existing ``out`` may not be replaced by a new export (None: it may, or it is absent).
+
+    Only an empty folder, or with ``overwrite`` a folder holding an earlier export, may be replaced.
+    """
+    if not out.exists() and not out.is_symlink():
+        return None
+    if not out.is_dir() or out.is_symlink():
+        return f"{out} exists and is not a folder; choose a new --out"
+    if not any(out.iterdir()):
+        return None
+    if not overwrite:
+        return f"{out} exists and is not empty (pass --overwrite to replace an earlier export there)"
+    if not is_export(out):
+        return (f"{out} holds no badseg export (no manifest.json written by `badseg poison`); --overwrite only "
+                "replaces an earlier export, so nothing was changed; choose a new --out")
+    return None
+
+
 def check_output_dir(out: Path, source: Path | None, overwrite: bool = False) -> None:
-    """Refuse an ``out`` inside (or containing) the source folder, or a non-empty one."""
-    if source is not None:
-        o, s = out.resolve(), source.resolve()
-        if o == s or s in o.parents or o in s.parents:
-            raise ValueError(f"refusing to write {out}: it overlaps the source dataset folder {source}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    """Refuse a protected ``out`` (``badseg.outdir``), one overlapping the source, or one that may not be replaced."""
+    refuse_protected(out)
+    refuse_overlap(out, source)
+    reason = replace_refusal(out, overwrite)
+    if reason:
+        raise FileExistsError(reason)
+
+
+def _put_in_place(stage: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished ``stage`` to ``out``; an ``out`` there (checked again now) is moved aside, then removed."""
+    reason = replace_refusal(out, overwrite)
+    if reason:
+        raise FileExistsError(reason)
+    old = None
+    if out.exists():
+        old = staging_path(out, "old")
+        os.replace(out, old)
+    os.replace(stage, out)
+    fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def _write_chunk(args: tuple[SegDataset, Attack, int, list[int], set[int], Path]) -> list[dict[str, Any]]:
@@ -63,10 +112,11 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
     """
     out = Path(out)
     check_output_dir(out, Path(source) if source else None, overwrite)
+    clean_stale_staging(out)
     workers = workers or os.cpu_count() or 1
     found = scan(dataset, attack, seed, workers)
     chosen = set(choose_poisoned(found.applicable, rate, seed))
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    stage = staging_path(out)
     shutil.rmtree(stage, ignore_errors=True)
     for sub in ("images", "labels", "asr_masks"):
         (stage / sub).mkdir(parents=True)
@@ -99,9 +149,7 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
             "samples": rows,
         }
         write_json(stage / "manifest.json", manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(stage, out)
+        _put_in_place(stage, out, overwrite)
     finally:
         if pool:
             pool.shutdown()

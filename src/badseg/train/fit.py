@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from badseg.data.io import atomic_open
 from badseg.data.types import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,8 @@ def _set_rng_state(state: dict[str, object]) -> None:
 
 
 def _save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def _progress(enabled: bool) -> Progress:
