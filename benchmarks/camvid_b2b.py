@@ -19,7 +19,7 @@ STRONG = ["trigger.intensity=0.8"]
 
 
 def _b2b(size: float, quantity: int, placement: str, rate: float, *more: str) -> list[str]:
-    return [f"trigger.size={size}", f"trigger.quantity={quantity}", f"attack.placement={placement}",
+    return [f"trigger.size={size}", f"trigger.quantity={quantity}", f"attack.options.placement={placement}",
             *more, f"attack.rate={rate}"]
 
 

@@ -35,7 +35,7 @@ def badseg_run(config: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
 def trigger_overrides(trigger: dict[str, Any], placement: str | None = None) -> list[str]:
     """``--set`` items for a trigger's shape, size, intensity and quantity (and the placement)."""
     out = [f"trigger.{k}={trigger[k]}" for k in ("shape", "size", "intensity", "quantity")]
-    return out + ([f"attack.placement={placement}"] if placement else [])
+    return out + ([f"attack.options.placement={placement}"] if placement else [])
 
 
 def load_run_config(config: Path, overrides: list[str]):
@@ -51,7 +51,7 @@ def load_run_config(config: Path, overrides: list[str]):
 
 def poisoned_test_set(cfg):
     """(train, test, attack, poisoned test set) of a run config, built as ``badseg run`` builds them."""
-    from badseg.pipeline import attack_for, datasets_for
+    from badseg.build import attack_for, datasets_for
     from badseg.poisoning.dataset import PoisonedTestSet
 
     train, test = datasets_for(cfg)

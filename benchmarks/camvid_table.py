@@ -40,7 +40,7 @@ TRIGGERS = {
     "o2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "o2b": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "b2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
-    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6", "attack.placement=random_inside"],
+    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6", "attack.options.placement=random_inside"],
     "ins": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "con": ["trigger.size=0.3", "trigger.intensity=0.8"],
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from stealth_table import stealth_of
 
 from badseg.config import load_config
-from badseg.pipeline import attack_for, datasets_for
+from badseg.build import attack_for, datasets_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

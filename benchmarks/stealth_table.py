@@ -16,7 +16,7 @@ from rich.progress import track
 
 from badseg.config import load_config
 from badseg.metrics.stealth import StealthMeter
-from badseg.pipeline import attack_for, datasets_for
+from badseg.build import attack_for, datasets_for
 from badseg.poisoning.dataset import PoisonedTestSet
 
 

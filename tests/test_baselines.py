@@ -12,12 +12,11 @@ from typer.testing import CliRunner
 from badseg.attacks import ATTACKS, Poisoned, Skipped, VectorMismatch, build_attack
 from badseg.attacks.baselines import co_occurrence
 from badseg.attacks.placement import in_band, influencer_positions, uniform_boxes, victim_distance
+from badseg.build import attack_for, datasets_for
 from badseg.cli import app
 from badseg.config import load_config
 from badseg.data import load_dataset
-from badseg.pipeline import attack_for, datasets_for
 from badseg.poisoning import PoisonedTestSet, sample_rng
-from badseg.poisoning.preview import build_attack_for
 from badseg.triggers import TriggerSpec
 
 BASELINES = ("hba", "iba", "iba-nni", "iba-prl", "ofba", "conseg")
@@ -320,7 +319,9 @@ def test_conseg_auto_target_is_the_most_co_occurring_class(camvid_root):
     ds = load_dataset("camvid", root=camvid_root, split="val")
     scores = co_occurrence(ds, ds.spec.class_id("car"))
     assert scores.sum() == pytest.approx(1.0) and scores[ds.spec.class_id("car")] == 0
-    attack = build_attack_for("conseg", ds, "car", "auto", TriggerSpec("circle", 1 / 4, 0.8))
+    cfg = load_config(None, values={"attack": {"vector": "conseg", "victim": "car", "target": "auto"},
+                                    "trigger": {"shape": "circle", "size": 1 / 4, "intensity": 0.8}})
+    attack = attack_for(cfg, ds)
     assert attack.target == int(np.argmax(scores)) and ds.spec.classes[attack.target] == "road"
 
 
@@ -342,14 +343,27 @@ def test_scan_and_poison_agree_and_are_deterministic(synthetic, name):
 
 def test_config_options_reach_the_attack(synthetic):
     cfg = load_config(None, ["data.train_length=8", "data.test_length=4", "attack.vector=iba-nni",
-                             "attack.band=[10, 40]", "attack.test_band=[40, 80]", "attack.pick=random"])
+                             "attack.options.band=[10, 40]", "attack.options.test_band=[40, 80]",
+                             "attack.options.pick=random"])
     train, _ = datasets_for(cfg)
     attack = attack_for(cfg, train)
     assert (attack.placement.band, attack.placement.test_band, attack.placement.pick) == ((10, 40), (40, 80), "random")
-    cfg = load_config(None, ["data.train_length=8", "attack.vector=hba", "attack.hba_mode=matrix",
-                             "attack.matrix={person: sidewalk}", "attack.line_width=4"])
+    cfg = load_config(None, ["data.train_length=8", "attack.vector=hba", "attack.options.mode=matrix",
+                             "attack.options.matrix={person: sidewalk}", "attack.options.line_width=4"])
     attack = attack_for(cfg, datasets_for(cfg)[0])
     assert attack.render.width_px == 4 and attack.relabel_extra.pairs == ((11, 1),)
+
+
+def test_old_flat_attack_keys_still_load_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="attack.options"):
+        old = load_config(None, ["attack.vector=hba", "attack.hba_mode=matrix", "attack.matrix={person: sidewalk}",
+                                 "attack.line_width=4", "attack.condition=red", "attack.k=0"])
+    new = load_config(None, ["attack.vector=hba", "attack.options.mode=matrix",
+                             "attack.options.matrix={person: sidewalk}", "attack.options.line_width=4"])
+    assert old == new  # condition and k are not HBA's options: ignored, as before
+    with pytest.warns(DeprecationWarning):
+        ins = load_config(None, ["attack.vector=ins", "attack.k=0"])
+    assert ins.attack.options["k"] is None  # the old 'k: 0' meant every instance
 
 
 def test_cli_poisons_with_a_baseline(tmp_path):

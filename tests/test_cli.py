@@ -75,6 +75,29 @@ def test_poison_camvid_writes_copy_manifest_and_sheet_without_touching_source(ca
     assert inside.exit_code == 2 and not (camvid_root / "poisoned").exists()
 
 
+def test_poison_takes_the_run_config_and_its_flags_are_shortcuts_of_it(tmp_path):
+    """``badseg poison CONFIG`` and the same attack spelled with flags write the same export."""
+    config = tmp_path / "o2b.yaml"
+    config.write_text("data: {name: synthetic, train_length: 10, limit_train: 8}\n"
+                      "attack: {vector: o2b, victim: car, target: road, rate: 0.5, options: {carriers: all}}\n"
+                      "trigger: {shape: square, size: 0.3, intensity: 0.8}\nseed: 2\n")
+    common = ["--workers", "1", "--sheet", "0"]
+    from_config = runner.invoke(app, ["poison", str(config), "--out", str(tmp_path / "a"), *common])
+    from_flags = runner.invoke(app, ["poison", "-d", "synthetic", "-a", "o2b", "--victim", "car", "--target", "road",
+                                     "--rate", "0.5", "--carriers", "all", "--shape", "square", "--size", "0.3",
+                                     "--intensity", "0.8", "--seed", "2", "--limit", "8", "--set",
+                                     "data.train_length=10", "--out", str(tmp_path / "b"), *common])
+    assert from_config.exit_code == 0 and from_flags.exit_code == 0, from_config.output + from_flags.output
+    a, b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
+    assert {k: v for k, v in a.items() if k != "manifest.json"} == {k: v for k, v in b.items() if k != "manifest.json"}
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["config"]["options"]["carriers"] == "all" and manifest["n_samples"] == 8
+    largest = runner.invoke(app, ["poison", str(config), "--set", "attack.options.carriers=largest",
+                                  "--out", str(tmp_path / "c"), *common])
+    assert largest.exit_code == 0, largest.output
+    assert _tree_digest(tmp_path / "c") != a  # the override reaches the attack
+
+
 def test_poison_rejects_a_pair_that_does_not_fit_the_vector(tmp_path, camvid_root):
     result = runner.invoke(app, ["poison", "-d", "camvid", "--root", str(camvid_root), "--limit", "2",
                                  "-a", "o2b", "--victim", "road", "--target", "car", "--out", str(tmp_path / "o")])

@@ -42,11 +42,31 @@ def test_a_run_folder_from_before_a_new_config_field_still_matches() -> None:
     import yaml
 
     from badseg.config import dump_config, load_config
-    from badseg.pipeline import _same_config
+    from badseg.build import same_config
 
     cfg = load_config(None, ["attack.vector=o2b", "train.epochs=3"])
     tree = yaml.safe_load(dump_config(cfg))
-    del tree["attack"]["carriers"]  # written by a badseg that did not have this field yet
-    assert _same_config(yaml.safe_dump(tree), cfg)
-    assert not _same_config(yaml.safe_dump({**tree, "seed": 1}), cfg)
-    assert not _same_config(yaml.safe_dump({**tree, "no_such_field": 1}), cfg)
+    del tree["attack"]["options"]["carriers"]  # written by a badseg that did not have this field yet
+    assert same_config(yaml.safe_dump(tree), cfg)
+    assert not same_config(yaml.safe_dump({**tree, "seed": 1}), cfg)
+    assert not same_config(yaml.safe_dump({**tree, "no_such_field": 1}), cfg)
+
+
+def test_a_run_folder_written_before_attack_options_still_resumes(tmp_path):
+    from badseg.build import check_run_dir
+
+    fixture = Path(__file__).with_name("fixtures") / "run_config_flat_attack.yaml"
+    (tmp_path / "config.yaml").write_text(fixture.read_text())
+    base = ["attack.vector=ins", "attack.rate=0.2", "data.train_length=16", "data.test_length=8", "train.epochs=1"]
+    check_run_dir(load_config(None, [*base, "attack.options.k=null"]), tmp_path)  # the same run: no error
+    with pytest.raises(ConfigError, match="different config"):
+        check_run_dir(load_config(None, [*base, "attack.options.k=1"]), tmp_path)
+
+
+def test_attack_options_are_checked_against_the_factory():
+    cfg = load_config(None, ["attack.vector=o2b", "attack.options.carriers=all"])
+    assert cfg.attack.options["carriers"] == "all" and cfg.attack.options["placement"] == "centre"  # defaults filled
+    for bad, word in (("attack.options.carriers=every", "carriers"), ("attack.options.k=2", "'k'"),
+                      ("attack.vector=o2bb", "o2b")):
+        with pytest.raises(ConfigError, match=word):
+            load_config(None, [bad])

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from badseg.build import datasets_for
 from badseg.cli import app
-from badseg.config import ConfigError, RunConfig, TriggerConfig, load_config
+from badseg.config import ConfigError, RunConfig, load_config
 from badseg.models import MODELS, SegModel
-from badseg.pipeline import datasets_for, run_experiment
+from badseg.pipeline import run_experiment
 from badseg.stages import holdout_indices, surrogate_data, train_surrogate
 from badseg.stages.auto import resolve_auto
-from badseg.triggers import TRIGGER_GRIDS
+from badseg.triggers import TRIGGER_GRIDS, TriggerSpec
 
 
 def _parts(width: int) -> tuple[nn.Module, nn.Module]:
@@ -116,7 +117,7 @@ def test_surrogate_is_trained_with_fit_and_not_silently_reused(tmp_path):
 def test_config_auto_values_are_typed_and_old_configs_stay_valid():
     cfg = load_config(None, ["trigger=auto", "pair=auto"])
     assert cfg.trigger == "auto" and cfg.pair == "auto"
-    assert isinstance(load_config(None, []).trigger, TriggerConfig) and load_config(None, []).pair == "manual"
+    assert isinstance(load_config(None, []).trigger, TriggerSpec) and load_config(None, []).pair == "manual"
     for bad in (["trigger=best"], ["pair=yes"], ["trigger=auto", "trigger.size=0.2"], ["surrogate.fraction=1.0"]):
         with pytest.raises(ConfigError):
             load_config(None, bad)
@@ -133,7 +134,7 @@ def test_resolve_auto_picks_pair_and_trigger_and_holds_out_the_surrogate_images(
     grid = TRIGGER_GRIDS["o2b"]
     t = resolved.trigger
     assert t.shape in grid["shape"] and t.size in grid["size"] and t.quantity in grid["quantity"]
-    assert t.intensity in grid["intensity"] and resolved.attack.placement in ("centre", "random_inside",
+    assert t.intensity in grid["intensity"] and resolved.attack.options["placement"] in ("centre", "random_inside",
                                                                               "random_outside")
     assert len(victim_train) == 12 and record["surrogate"]["n_images"] == 8
     for path in ("surrogates/test-tiny-a/last.pt", "pairs/pairs.json", "pairs/pair_distances.png",
@@ -141,7 +142,7 @@ def test_resolve_auto_picks_pair_and_trigger_and_holds_out_the_surrogate_images(
         assert (tmp_path / path).is_file(), path
     chosen = json.loads((tmp_path / "trigger" / "trigger.json").read_text())["chosen"]
     assert chosen["shape"] == t.shape
-    manual = cfg.model_copy(update={"trigger": TriggerConfig(), "pair": "manual"})
+    manual = cfg.model_copy(update={"trigger": TriggerSpec(), "pair": "manual"})
     assert resolve_auto(manual, train, tmp_path / "unused") == (manual, train, {})
 
 

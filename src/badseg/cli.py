@@ -78,27 +78,47 @@ def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", h
     console.print(f"wrote {out}")
 
 
+#: ``badseg poison`` shortcut flags → the config key each one sets.
+POISON_SHORTCUTS: dict[str, str] = {
+    "dataset": "data.name", "root": "data.root", "attack": "attack.vector", "victim": "attack.victim",
+    "target": "attack.target", "rate": "attack.rate", "seed": "seed", "shape": "trigger.shape",
+    "size": "trigger.size", "intensity": "trigger.intensity", "quantity": "trigger.quantity",
+    "pattern": "trigger.pattern", "min_size_px": "trigger.min_size_px",
+    **{k: f"attack.options.{k}" for k in ("placement", "carriers", "k", "condition", "decoy_rate", "matrix",
+                                          "line_width", "line_row", "trigger_class", "band", "test_band", "pick",
+                                          "prl_pixels", "classes", "context_px")},
+    "hba_mode": "attack.options.mode",
+}
+
+
 @app.command()
 def poison(
-    dataset: DatasetOpt,
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack vector: o2o, o2b, b2o, b2b, ins, con; "
-                                        "or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")],
-    victim: Annotated[str, typer.Option(help="Victim class name.")],
-    target: Annotated[str, typer.Option(help="Target class name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the poisoned copy.")],
+    config: Annotated[Optional[Path], typer.Argument(
+        help="YAML config (the same as for `badseg run`): data, attack, trigger, seed. The flags below are "
+             "shortcuts that override it, then --set.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to poison (default: the config's data.train_split).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. attack.options.carriers=all.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset reader (see `badseg datasets`).")] = None,
     root: RootOpt = None,
-    split: str = "train",
-    rate: Annotated[float, typer.Option(help="Fraction of the applicable samples to poison.")] = 0.1,
-    seed: int = 0,
-    shape: Annotated[str, typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = "circle",
-    size: Annotated[float, typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: image width).")] = 1 / 8,
-    intensity: Annotated[float, typer.Option(help="Alpha-blend strength in [0, 1].")] = 0.4,
-    quantity: Annotated[int, typer.Option(help="Stamps per triggered region.")] = 1,
-    pattern: Annotated[str, typer.Option(help="checker, noise or solid:<colour>.")] = "checker",
-    min_size_px: Annotated[int, typer.Option(help="Smallest stamp width in pixels.")] = 4,
-    placement: Annotated[Optional[str], typer.Option(help="centre, random_inside, random_outside.")] = None,
+    attack: Annotated[Optional[str], typer.Option("--attack", "-a", help="Attack vector: o2o, o2b, b2o, b2b, ins, "
+                                                  "con; or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")] = None,
+    victim: Annotated[Optional[str], typer.Option(help="Victim class name.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Target class name.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Fraction of the applicable samples to poison.")] = None,
+    seed: Optional[int] = None,
+    shape: Annotated[Optional[str], typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = None,
+    size: Annotated[Optional[float], typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: "
+                                                  "image width).")] = None,
+    intensity: Annotated[Optional[float], typer.Option(help="Alpha-blend strength in [0, 1].")] = None,
+    quantity: Annotated[Optional[int], typer.Option(help="Stamps per triggered region.")] = None,
+    pattern: Annotated[Optional[str], typer.Option(help="checker, noise or solid:<colour>.")] = None,
+    min_size_px: Annotated[Optional[int], typer.Option(help="Smallest stamp width in pixels.")] = None,
+    placement: Annotated[Optional[str], typer.Option(help="centre, random_inside, random_outside, scatter.")] = None,
+    carriers: Annotated[Optional[str], typer.Option(help="O2O, O2B: stamp the largest victim object or all.")] = None,
     k: Annotated[Optional[int], typer.Option(help="INS, OFBA: instances to trigger (omit for 1; 0 = all).")] = None,
-    condition: Annotated[str, typer.Option(help="CON: condition an object must meet, e.g. red.")] = "red",
+    condition: Annotated[Optional[str], typer.Option(help="CON: condition an object must meet, e.g. red.")] = None,
+    decoy_rate: Annotated[Optional[float], typer.Option(help="CON: share of other objects given a decoy trigger.")] = None,
     hba_mode: Annotated[Optional[str], typer.Option(help="HBA relabelling: 1to1 (default), nto1, matrix.")] = None,
     matrix: Annotated[Optional[str], typer.Option(help="HBA matrix mode: more pairs, 'person:road,car:sky'.")] = None,
     line_width: Annotated[Optional[int], typer.Option(help="HBA: line height in px (default 8).")] = None,
@@ -110,42 +130,45 @@ def poison(
     prl_pixels: Annotated[Optional[int], typer.Option(help="IBA-PRL: pixels randomly relabelled (default 100).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="OFBA: object classes triggered, 'car,pedestrian' (default all).")] = None,
     context_px: Annotated[Optional[int], typer.Option(help="ConSeg: rebuilt context band in px (default 4).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes (default: the config's workers, else all cores).")] = None,
     overwrite: bool = False,
     sheet: Annotated[int, typer.Option(help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples (quick looks).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples (quick looks; default: the config's "
+                                                 "data.limit_train for the training split).")] = None,
 ) -> None:
-    """Write a poisoned copy of a dataset split plus manifest.json (DESIGN §6)."""
+    """Write a poisoned copy of a dataset split plus manifest.json (DESIGN §6), from the same
+    config as `badseg run` (or from the shortcut flags alone)."""
     from badseg.attacks import VectorMismatch
-    from badseg.attacks.baselines import baseline_options
-    from badseg.data import DatasetError, load_dataset
+    from badseg.build import attack_for, dataset_for
+    from badseg.config import ConfigError, load_config
+    from badseg.data import DatasetError
     from badseg.poisoning.export import export_poisoned
-    from badseg.poisoning.preview import build_attack_for, save_poison_sheet
-    from badseg.triggers import TriggerSpec
+    from badseg.poisoning.preview import save_poison_sheet
 
+    given = {"dataset": dataset, "root": str(root) if root else None, "attack": attack, "victim": victim,
+             "target": target, "rate": rate, "seed": seed, "shape": shape, "size": size, "intensity": intensity,
+             "quantity": quantity, "pattern": pattern, "min_size_px": min_size_px, "placement": placement,
+             "carriers": carriers, "k": k, "condition": condition, "decoy_rate": decoy_rate, "hba_mode": hba_mode,
+             "line_width": line_width, "line_row": line_row, "trigger_class": trigger_class, "pick": pick,
+             "prl_pixels": prl_pixels, "context_px": context_px}
     try:
-        ds = load_dataset(dataset, root=root, split=split)
-        if limit:
-            from badseg.data.subset import Subset
-
-            ds = Subset(ds, range(min(limit, len(ds))))
-        trigger = TriggerSpec(shape, size, intensity, quantity, pattern, min_size_px)
-        extra = {"placement": placement} if placement else {}
-        if attack in ("ins", "ofba") and k is not None:
-            extra["k"] = None if k == 0 else k
-        if attack == "con":
-            extra["condition"] = condition
-        extra.update(baseline_options(attack, {
-            "mode": hba_mode, "matrix": _matrix(matrix), "line_width": line_width, "line_row": line_row,
-            "trigger_class": trigger_class, "band": _pair(band, "--band"), "test_band": _pair(test_band, "--test-band"),
-            "pick": pick, "prl_pixels": prl_pixels, "classes": classes.split(",") if classes else None,
-            "context_px": context_px}))
-        atk = build_attack_for(attack, ds, victim, target, trigger, **extra)
-        config = {"dataset": dataset, "root": str(root) if root else None, "split": split, **atk.describe(),
-                  "extra": {k_: v for k_, v in extra.items()}}
-        manifest = export_poisoned(ds, atk, rate, out, seed=seed, workers=workers, source=root,
-                                   overwrite=overwrite, config=config)
-    except (DatasetError, VectorMismatch, ValueError, FileExistsError, KeyError) as e:
+        given.update(matrix=_matrix(matrix), band=_pair(band, "--band"), test_band=_pair(test_band, "--test-band"),
+                     classes=classes.split(",") if classes else None)
+        values = {POISON_SHORTCUTS[name]: v for name, v in given.items() if v is not None}
+        if k == 0:
+            values[POISON_SHORTCUTS["k"]] = None  # all instances
+        cfg = load_config(config, set_ or [], values=values)
+        split = split or cfg.data.train_split
+        if limit is None and split == cfg.data.train_split:
+            limit = cfg.data.limit_train
+        ds = dataset_for(cfg.data, split, limit)
+        atk = attack_for(cfg, ds)
+        export_config = {"dataset": cfg.data.name, "root": cfg.data.root, "split": split, **atk.describe(),
+                         "options": cfg.attack.options, "run_config": cfg.model_dump(mode="json")}
+        manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
+                                   source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
+                                   config=export_config)
+    except (ConfigError, DatasetError, VectorMismatch, ValueError, FileExistsError, KeyError) as e:
         _fail(str(e))
     if sheet:
         save_poison_sheet(ds, atk, manifest, out / "contact_sheet.png", n=sheet)

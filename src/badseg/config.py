@@ -1,16 +1,20 @@
 """Typed experiment configuration: YAML in, dotted ``--set key=value`` overrides, validated.
 
 Example:
-    >>> cfg = load_config("configs/camvid/o2b.yaml", ["trigger.size=0.25", "attack.rate=0.2"])
+    >>> cfg = load_config("configs/camvid/o2b.yaml", ["trigger.size=0.25", "attack.options.carriers=all"])
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from badseg.attacks import ATTACK_BUILD_ARGS, ATTACKS
+from badseg.triggers import TriggerSpec
 
 
 class _Strict(BaseModel):
@@ -32,37 +36,59 @@ class DataConfig(_Strict):
     limit_test: int | None = None
 
 
-class TriggerConfig(_Strict):
-    shape: str = "circle"
-    size: float = 1 / 8
-    intensity: float = 0.4
-    quantity: int = 1
-    pattern: str = "checker"
-    min_size_px: int = 4
+#: Flat ``attack`` keys of configs written before ``attack.options`` → the option they now set.
+LEGACY_ATTACK_KEYS: dict[str, str] = {
+    "placement": "placement", "carriers": "carriers", "k": "k", "condition": "condition",
+    "decoy_rate": "decoy_rate", "hba_mode": "mode", "matrix": "matrix", "line_width": "line_width",
+    "line_row": "line_row", "trigger_class": "trigger_class", "band": "band", "test_band": "test_band",
+    "pick": "pick", "prl_pixels": "prl_pixels", "classes": "classes", "context_px": "context_px",
+}
+
+
+def _options_from_legacy(vector: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Move old flat attack keys into ``options`` as the old translation did: unset (None) keys
+    dropped, ``k: 0`` meaning all instances (``k: null`` now), keys the vector does not take
+    ignored (old config dumps hold every key)."""
+    legacy = [k for k in LEGACY_ATTACK_KEYS if k in data]
+    if not legacy:
+        return data
+    warnings.warn(f"flat attack keys ({', '.join(legacy)}) are deprecated; write them under attack.options "
+                  f"(hba_mode as mode, k: 0 as k: null)", DeprecationWarning, stacklevel=2)
+    data = dict(data)
+    options = dict(data.get("options") or {})
+    takes = ATTACKS.options(vector, ATTACK_BUILD_ARGS)
+    for key in legacy:
+        value, name = data.pop(key), LEGACY_ATTACK_KEYS[key]
+        if value is None or name not in takes:
+            continue
+        if key == "k" and value == 0:
+            value = None
+        options[name] = value  # an old key wins: it was usually given later, as a --set override
+    data["options"] = options
+    return data
 
 
 class AttackConfig(_Strict):
+    """Which attack, on which class pair, at which rate; ``options`` are the keyword options of
+    the attack's factory (``badseg.attacks``, e.g. ``carriers`` for O2O/O2B, ``k`` for INS,
+    ``mode`` for HBA), checked against its signature and completed with its defaults."""
+
     vector: str = "o2b"
     victim: str = "car"
     target: str = "road"
     rate: float = Field(0.1, ge=0.0, le=1.0)
-    placement: str | None = None
-    carriers: Literal["largest", "all"] | None = None  # O2O/O2B: stamp the largest victim object or every one
-    k: int | None = None  # INS: instances per image (None: 1; 0: all)
-    condition: str = "red"  # CON
-    decoy_rate: float = 0.5  # CON
-    # Prior attacks (badseg.attacks.baselines); None: the attack's own default.
-    hba_mode: Literal["1to1", "nto1", "matrix"] | None = None  # HBA relabelling (default 1to1)
-    matrix: dict[str, str] | None = None  # HBA mode matrix: more victim -> target class pairs
-    line_width: int | None = None  # HBA: line height in px (default 8)
-    line_row: float | None = None  # HBA: line position, 0 = top (default) .. 1 = bottom
-    trigger_class: str | None = None  # HBA semantic trigger: poison where this class co-occurs
-    band: tuple[float, float] | None = None  # IBA: (L, U] distance of the trigger centre to the victim
-    test_band: tuple[float, float] | None = None  # IBA: the same for the poisoned test set
-    pick: Literal["nearest", "random"] | None = None  # IBA-NNI: nearest in the band (default) or random
-    prl_pixels: int | None = None  # IBA-PRL: pixels randomly relabelled per image (default 100)
-    classes: tuple[str, ...] | None = None  # OFBA: object classes triggered in training (default all)
-    context_px: int | None = None  # ConSeg: width of the rebuilt context band (default 4)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        vector = data.get("vector", "o2b")
+        if vector not in ATTACKS:
+            raise ValueError(f"unknown attack {vector!r}; valid: {', '.join(ATTACKS.names())}")
+        data = _options_from_legacy(vector, data)
+        return {**data, "options": ATTACKS.check_options(vector, data.get("options") or {}, ATTACK_BUILD_ARGS)}
 
 
 class ModelConfig(_Strict):
@@ -120,7 +146,7 @@ class SearchConfig(_Strict):
 class RunConfig(_Strict):
     data: DataConfig = DataConfig()
     attack: AttackConfig = AttackConfig()
-    trigger: TriggerConfig | Literal["auto"] = TriggerConfig()  # auto: BADSEG stages 1-2
+    trigger: TriggerSpec | Literal["auto"] = TriggerSpec()  # auto: BADSEG stages 1-2
     pair: Literal["manual", "auto"] = "manual"  # auto: stage 3 picks attack.victim/target
     surrogate: SurrogateConfig = SurrogateConfig()
     search: SearchConfig = SearchConfig()
@@ -138,28 +164,37 @@ class ConfigError(ValueError):
     """A config file or override that does not fit ``RunConfig``."""
 
 
-def apply_override(tree: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (numbers, lists)."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} is not of the form key=value")
-    key, raw = item.split("=", 1)
+def set_value(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` (``a.b.c``) of a nested dict to ``value``, making sections on the way."""
     node = tree
     parts = key.strip().split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: {p!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+            raise ConfigError(f"{key!r}: {p!r} is not a section")
+    node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML (or start from defaults), apply overrides, validate."""
+def apply_override(tree: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (numbers, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    set_value(tree, key, yaml.safe_load(raw))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> RunConfig:
+    """Read YAML (or start from defaults), set ``values`` (dotted key → value, e.g. a command's
+    shortcut flags), apply the ``key=value`` overrides, validate."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         tree = yaml.safe_load(path.read_text()) or {}
+    for key, value in (values or {}).items():
+        set_value(tree, key, value)
     for item in overrides or []:
         apply_override(tree, item)
     try:

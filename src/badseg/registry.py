@@ -10,9 +10,12 @@ Example:
 from __future__ import annotations
 
 import inspect
+import typing
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -62,6 +65,39 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} does not take {', '.join(map(repr, unknown))}; "
                                  f"its options: {', '.join(params)}")
         return factory(**kwargs)
+
+    def options(self, name: str, exclude: Collection[str] = ()) -> dict[str, inspect.Parameter]:
+        """The keyword options of the factory registered as ``name``: its parameters less ``exclude``."""
+        params = inspect.signature(self.get(name)).parameters
+        return {k: p for k, p in params.items() if k not in exclude
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+
+    def check_options(self, name: str, options: Mapping[str, Any], exclude: Collection[str] = ()) -> dict[str, Any]:
+        """``options`` checked against the signature of ``name``'s factory, with its defaults filled in.
+
+        An option the factory does not take, or a value that does not fit the parameter's type
+        hint, is a ``ValueError`` naming the option. Values come back JSON-normal (tuples as
+        lists), so two equal option sets compare equal however they were written.
+        """
+        params = self.options(name, exclude)
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            raise ValueError(f"{self.kind} {name!r} does not take {', '.join(map(repr, unknown))}; "
+                             f"its options: {', '.join(params) or '(none)'}")
+        hints = typing.get_type_hints(self.get(name))
+        out: dict[str, Any] = {}
+        for key, p in params.items():
+            if key not in options and p.default is inspect.Parameter.empty:
+                raise ValueError(f"{self.kind} {name!r} needs the option {key!r}")
+            value = options.get(key, p.default)
+            adapter = TypeAdapter(hints.get(key, Any))
+            try:
+                out[key] = adapter.dump_python(adapter.validate_python(value), mode="json")
+            except ValidationError as e:
+                problem = e.errors()[0]["msg"]
+                raise ValueError(f"{self.kind} {name!r}: option {key}={value!r} does not fit "
+                                 f"{hints.get(key, 'Any')}: {problem}") from None
+        return out
 
     def names(self) -> list[str]:
         return sorted(self._entries)

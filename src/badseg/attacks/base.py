@@ -217,16 +217,3 @@ class Attack:
         if self.relabel_extra is not None:
             out["relabel_extra"] = _describe(self.relabel_extra)
         return out
-
-
-def build_attack(name: str, spec: DatasetSpec, victim: str | int, target: str | int,
-                 trigger: TriggerSpec | None = None, **kwargs: Any) -> Attack:
-    """Build the attack registered as ``name`` for dataset ``spec``.
-
-    Example:
-        >>> attack = build_attack("o2b", spec, "car", "road", TriggerSpec(size=1 / 4))
-    """
-    from badseg.attacks import baselines, vectors  # noqa: F401  (registers the vectors and baselines)
-
-    return ATTACKS.build(name, spec=spec, victim=spec.class_id(victim), target=spec.class_id(target),
-                         trigger=trigger or TriggerSpec(), **kwargs)

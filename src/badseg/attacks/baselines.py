@@ -10,7 +10,8 @@
 | conseg | ConSeg 2025 | largest victim, target present | centre | stamp + target context on the victim | class map |
 
 Where a paper leaves a detail open, the choice is stated in the factory's docstring. The
-factories' keyword options (``OPTIONS``) are what ``badseg poison`` and ``AttackConfig`` pass.
+factories' keyword options are what ``attack.options`` of a config sets (checked against the
+signature).
 
 Example:
     >>> attack = build_attack("iba-nni", spec, "car", "road", TriggerSpec("square", 0.06, 1.0), band=(0, 60))
@@ -41,22 +42,6 @@ from badseg.data.base import SegDataset
 from badseg.data.instances import object_instances
 from badseg.data.types import DatasetSpec
 from badseg.triggers import TriggerSpec, pattern_image
-
-#: The factory keywords each baseline takes from ``badseg poison`` options / ``AttackConfig``.
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "hba": ("mode", "matrix", "line_width", "line_row", "trigger_class"),
-    "iba": ("band", "test_band"),
-    "iba-nni": ("band", "test_band", "pick"),
-    "iba-prl": ("band", "test_band", "prl_pixels"),
-    "ofba": ("classes",),
-    "conseg": ("context_px",),
-}
-
-
-def baseline_options(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` that attack ``name`` takes (``OPTIONS``), None ones left out."""
-    return {k: values[k] for k in OPTIONS.get(name, ()) if values.get(k) is not None}
-
 
 # ----------------------------------------------------------------------------- selectors
 @dataclass(frozen=True)

@@ -12,11 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from badseg.data.base import DatasetError, FileDataset, SampleFiles, SegDataset
+from badseg.data.base import DATASETS, DatasetError, FileDataset, SampleFiles, SegDataset
 from badseg.data.types import IGNORE_INDEX, DatasetSpec, Sample
-from badseg.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
 
 
 def load_dataset(name: str, root: str | Path | None = None, split: str = "train", **kwargs: Any) -> SegDataset:

@@ -15,6 +15,10 @@ import numpy as np
 
 from badseg.data.io import read_rgb
 from badseg.data.types import DatasetSpec, Sample
+from badseg.registry import Registry
+
+#: The dataset readers by name (each reader module registers itself; ``badseg.data.load_dataset`` builds one).
+DATASETS: Registry = Registry("dataset")
 
 
 class DatasetError(ValueError):

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from badseg.data import DATASETS
-from badseg.data.base import DatasetError, FileDataset, SampleFiles, require_dir
+from badseg.data.base import DATASETS, DatasetError, FileDataset, SampleFiles, require_dir
 from badseg.data.cityscapes import cityscapes_like_spec, compact_instances
 from badseg.data.io import read_label_png
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from badseg.data import DATASETS
-from badseg.data.base import DatasetError, FileDataset, SampleFiles, require_dir
+from badseg.data.base import DATASETS, DatasetError, FileDataset, SampleFiles, require_dir
 from badseg.data.io import read_label_png
 from badseg.data.types import IGNORE_INDEX, ClassKind, DatasetSpec
 

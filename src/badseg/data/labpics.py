@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from badseg.data import DATASETS
-from badseg.data.base import DatasetError, FileDataset, SampleFiles, require_dir
+from badseg.data.base import DATASETS, DatasetError, FileDataset, SampleFiles, require_dir
 from badseg.data.types import DatasetSpec
 
 LABPICS_SPEC = DatasetSpec(

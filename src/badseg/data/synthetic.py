@@ -46,8 +46,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from badseg.data import DATASETS
-from badseg.data.base import SegDataset
+from badseg.data.base import DATASETS, SegDataset
 from badseg.data.cityscapes import cityscapes_like_spec
 from badseg.data.types import Sample
 

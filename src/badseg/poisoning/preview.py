@@ -1,27 +1,13 @@
-"""Building an attack for a concrete dataset, and the contact sheet a person looks at."""
+"""The contact sheet of a poisoned export: the samples a person looks at to check an attack."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from badseg.attacks import Attack, Poisoned, ShapeBank, build_attack
-from badseg.attacks.baselines import co_occurring_class
+from badseg.attacks import Attack, Poisoned
 from badseg.data.base import SegDataset
 from badseg.poisoning.dataset import sample_rng
-from badseg.triggers import TriggerSpec
-
-
-def build_attack_for(name: str, dataset: SegDataset, victim: str, target: str, trigger: TriggerSpec,
-                     **kwargs: Any) -> Attack:
-    """``build_attack`` plus what needs the data: B2O's bank of real target silhouettes, and
-    ConSeg's ``target='auto'`` (the class that most surrounds the victim in ``dataset``)."""
-    spec = dataset.spec
-    if name == "conseg" and target == "auto":
-        target = spec.classes[co_occurring_class(dataset, victim)]
-    if name == "b2o" and "bank" not in kwargs:
-        kwargs["bank"] = ShapeBank.from_dataset(dataset, spec.class_id(target))
-    return build_attack(name, spec, victim, target, trigger, **kwargs)
 
 
 def _spread(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

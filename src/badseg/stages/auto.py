@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from badseg.config import RunConfig, TriggerConfig
+from badseg.build import attack_for, check_run_dir, datasets_for
+from badseg.config import AttackConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes, write_json
 from badseg.models import SegModel
@@ -85,11 +86,16 @@ def run_pair_ranking(cfg: RunConfig, data: SurrogateData, model: SegModel, model
     return PairRanking(model_name, centres, dist, ranking)
 
 
+def _with_attack(cfg: RunConfig, **update: Any) -> AttackConfig:
+    """``cfg.attack`` with ``update`` applied (``options`` merged), validated again."""
+    options = {**cfg.attack.options, **update.pop("options", {})}
+    return AttackConfig.model_validate({**cfg.attack.model_dump(), **update, "options": options})
+
+
 def _attack_config(cfg: RunConfig, victim: str, target: str) -> RunConfig:
     """``cfg`` with the pair set and a placeholder trigger (the selector ignores the trigger)."""
-    attack = cfg.attack.model_copy(update={"victim": victim, "target": target})
-    trigger = cfg.trigger if isinstance(cfg.trigger, TriggerConfig) else TriggerConfig()
-    return cfg.model_copy(update={"attack": attack, "trigger": trigger})
+    trigger = cfg.trigger if isinstance(cfg.trigger, TriggerSpec) else TriggerSpec()
+    return cfg.model_copy(update={"attack": _with_attack(cfg, victim=victim, target=target), "trigger": trigger})
 
 
 def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, victim: str, target: str, out: Path,
@@ -98,8 +104,6 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
     ``out/trigger.json`` and ``out/trigger_search.png``, or reads them back when present."""
     if (out / TRIGGER_JSON).is_file():
         return load_search_result(out / TRIGGER_JSON)
-    from badseg.pipeline import attack_for
-
     s = cfg.search
     attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
     space = search_space(attack)
@@ -161,12 +165,10 @@ def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
     if cfg.trigger == "auto":
         log(f"stage 2: Gumbel-Softmax trigger search ({cfg.search.steps} steps)")
         result = run_trigger_search(cfg, data, model, victim, target, out / "trigger", progress)
-        spec: TriggerSpec = result.trigger(cfg.search.pattern, cfg.search.min_size_px)
-        trigger = TriggerConfig(shape=spec.shape, size=spec.size, intensity=spec.intensity, quantity=spec.quantity,
-                                pattern=spec.pattern, min_size_px=spec.min_size_px)
+        trigger: TriggerSpec = result.trigger(cfg.search.pattern, cfg.search.min_size_px)
         attack = resolved.attack
-        if len(result.space["position"]) > 1:
-            attack = attack.model_copy(update={"placement": result.placement})
+        if len(result.space.get("position", ())) > 1:
+            attack = _with_attack(resolved, options={"placement": result.placement})
         resolved = resolved.model_copy(update={"trigger": trigger, "attack": attack})
         record["trigger"] = {"chosen": result.to_dict()["chosen"], "placement": result.placement,
                              "probabilities": result.to_dict()["probabilities"], "reason": trigger_reason(result),
@@ -178,9 +180,7 @@ def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
 def optimize_trigger_from_config(cfg: RunConfig, out: Path, surrogates: Path, log: Log = print,
                                  progress: bool = False) -> SearchResult:
     """``badseg optimize-trigger``: stages 1–2 for the config's vector, victim and target."""
-    from badseg.pipeline import _check_run_dir, datasets_for
-
-    _check_run_dir(cfg, out)
+    check_run_dir(cfg, out)
     train, _ = datasets_for(cfg)
     data = surrogate_data(cfg, train)
     name = surrogate_model_name(cfg)
@@ -195,8 +195,6 @@ def rank_pairs_from_config(cfg: RunConfig, models: list[str], out: Path, surroga
                            log: Log = print) -> tuple[list[PairRanking], list[dict[str, Any]]]:
     """``badseg rank-pairs``: stages 1 and 3 for each surrogate model in ``models``, and the
     agreement of every two rankings (Table 7) in ``out/agreement.json`` and ``agreement.md``."""
-    from badseg.pipeline import datasets_for
-
     train, _ = datasets_for(cfg)
     data = surrogate_data(cfg, train)
     rankings = []

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from badseg.config import ConfigError, RunConfig
-from badseg.data import load_dataset
+from badseg.build import dataset_for, train_model
+from badseg.config import ConfigError, ModelConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import write_json
 from badseg.data.subset import Subset
-from badseg.models import SegModel, build_model
+from badseg.models import SegModel
 from badseg.models.factory import IMAGENET_LOADERS
-from badseg.train.augment import AugmentConfig, SegTorchDataset
-from badseg.train.fit import FitConfig, fit
 
 #: Stream tag of the surrogate/victim split, so it is independent of other uses of the seed.
 _SPLIT_STREAM = 0x5C1D
@@ -68,9 +66,7 @@ def surrogate_data(cfg: RunConfig, train: SegDataset) -> SurrogateData:
         if s.split == d.train_split:
             raise ConfigError(f"surrogate.split {s.split!r} is the victim's training split; use surrogate.fraction "
                               "to hold out part of it, or name another split")
-        kw = {"length": d.test_length} if d.name == "synthetic" else {}
-        aux = load_dataset(d.name, root=d.root, split=s.split, **kw)
-        surrogate: SegDataset = Subset(aux, range(min(s.limit, len(aux)))) if s.limit else aux
+        surrogate = dataset_for(d, s.split, s.limit)
         return SurrogateData(surrogate, train, f"split {s.split!r} ({len(surrogate)} images)")
     chosen, rest = holdout_indices(len(train), s.fraction, cfg.seed)
     if s.limit:  # held out but not used by the attacker: back to the victim
@@ -96,8 +92,7 @@ def train_surrogate(cfg: RunConfig, data: SurrogateData, out: str | Path,
     out = Path(out)
     name = model_name or surrogate_model_name(cfg)
     pretrained = cfg.surrogate.pretrained or ("imagenet" if name in IMAGENET_LOADERS else "none")
-    t = cfg.train
-    epochs = cfg.surrogate.epochs or t.epochs
+    epochs = cfg.surrogate.epochs or cfg.train.epochs
     info = {"model": name, "pretrained": pretrained, "epochs": epochs, "source": data.source,
             "n_images": len(data.surrogate), "size": list(cfg.data.size), "seed": cfg.seed}
     meta = out / "surrogate.json"
@@ -108,12 +103,8 @@ def train_surrogate(cfg: RunConfig, data: SurrogateData, out: str | Path,
             raise ConfigError(f"{out} holds a surrogate trained differently ({differs}); choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     write_json(meta, info)
-    model = build_model(name, data.surrogate.spec.num_classes, pretrained=pretrained)
-    size = tuple(cfg.data.size)
-    dataset = SegTorchDataset(data.surrogate, size=size, augment=AugmentConfig(tuple(t.scale_range), size, t.hflip),
-                              seed=cfg.seed)
-    fit_cfg = FitConfig(epochs=epochs, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer,
-                        weight_decay=t.weight_decay, num_workers=t.num_workers, seed=cfg.seed)
-    summary = fit(model, dataset, fit_cfg, out, resume=True)
+    model, summary = train_model(cfg.train, data.surrogate, data.surrogate.spec.num_classes, out,
+                                 model=ModelConfig(name=name, pretrained=pretrained), size=tuple(cfg.data.size),
+                                 seed=cfg.seed, epochs=epochs)
     model.requires_grad_(False)
     return model, {**info, "final_loss": summary["final_loss"], "minutes": summary["minutes"]}

@@ -1,0 +1,110 @@
+"""The one path from a config to an experiment's parts: datasets, the attack, a trained model,
+the run folder. ``badseg run``, ``badseg poison``, the BADSEG stages and the benchmarks all
+build through these functions, so the same config gives the same parts everywhere.
+
+Example:
+    >>> cfg = load_config("configs/camvid/o2b.yaml")
+    >>> train, test = datasets_for(cfg)
+    >>> attack = attack_for(cfg, train)
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from badseg.attacks import Attack, ShapeBank, build_attack
+from badseg.attacks.baselines import co_occurring_class
+from badseg.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, dump_config
+from badseg.data import load_dataset
+from badseg.data.base import SegDataset
+from badseg.data.io import atomic_write_bytes
+from badseg.data.subset import Subset
+from badseg.models import SegModel, build_model
+from badseg.train.augment import AugmentConfig, SegTorchDataset
+from badseg.train.fit import FitConfig, fit
+
+#: The resolved config a run folder holds.
+RUN_CONFIG = "config.yaml"
+
+
+def dataset_for(data: DataConfig, split: str, limit: int | None = None) -> SegDataset:
+    """Split ``split`` of the dataset ``data`` names (synthetic: ``train_length`` images for the
+    training split, ``test_length`` for any other), cut to its first ``limit`` samples."""
+    kw: dict[str, Any] = {}
+    if data.name == "synthetic":
+        kw["length"] = data.train_length if split == data.train_split else data.test_length
+    ds = load_dataset(data.name, root=data.root, split=split, **kw)
+    return Subset(ds, range(min(limit, len(ds)))) if limit else ds
+
+
+def datasets_for(cfg: RunConfig) -> tuple[SegDataset, SegDataset]:
+    """The (train, test) datasets a config names, with its limits applied."""
+    d = cfg.data
+    return dataset_for(d, d.train_split, d.limit_train), dataset_for(d, d.test_split, d.limit_test)
+
+
+def attack_for(cfg: RunConfig, dataset: SegDataset) -> Attack:
+    """The attack ``cfg.attack`` and ``cfg.trigger`` describe, for ``dataset``'s classes.
+
+    What needs the data comes from ``dataset`` (the training set): B2O's bank of real target
+    silhouettes, and ConSeg's ``target: auto`` (the class that most surrounds the victim).
+    """
+    a = cfg.attack
+    if cfg.trigger == "auto":
+        raise ConfigError("trigger: auto is resolved by the BADSEG stages (badseg.stages.auto.resolve_auto) "
+                          "before the attack can be built")
+    spec = dataset.spec
+    target = a.target
+    if a.vector == "conseg" and target == "auto":
+        target = spec.classes[co_occurring_class(dataset, a.victim)]
+    options: dict[str, Any] = dict(a.options)
+    if a.vector == "b2o":
+        options["bank"] = ShapeBank.from_dataset(dataset, spec.class_id(target))
+    return build_attack(a.vector, spec, a.victim, target, cfg.trigger, **options)
+
+
+def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: str | Path, *, model: ModelConfig,
+                size: tuple[int, int], seed: int, epochs: int | None = None) -> tuple[SegModel, dict[str, Any]]:
+    """Build ``model`` and train it on ``dataset`` with ``train``'s schedule (``fit``) in ``out``,
+    resuming from ``out/last.pt`` when it is there. The victim, the clean reference and the
+    BADSEG surrogate all train through here; ``epochs`` overrides ``train.epochs`` (surrogate).
+
+    Returns (the trained model in eval mode, ``fit``'s summary).
+    """
+    net = build_model(model.name, num_classes, pretrained=model.pretrained)
+    data = SegTorchDataset(dataset, size=size, augment=AugmentConfig(tuple(train.scale_range), size, train.hflip),
+                           seed=seed)
+    fit_cfg = FitConfig(epochs=epochs or train.epochs, batch_size=train.batch_size, lr=train.lr,
+                        optimizer=train.optimizer, weight_decay=train.weight_decay, num_workers=train.num_workers,
+                        seed=seed)
+    summary = fit(net, data, fit_cfg, out, resume=True)
+    return net, summary
+
+
+def same_config(stored: str, cfg: RunConfig) -> bool:
+    """Whether a run folder's resolved ``config.yaml`` text describes ``cfg``. Compared as parsed
+    configs, so a field added to badseg since (at its default) does not orphan finished runs."""
+    try:
+        with warnings.catch_warnings():  # a folder written before attack.options: its flat keys are expected
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return RunConfig.model_validate(yaml.safe_load(stored) or {}) == cfg
+    except (ValidationError, ValueError):
+        return False
+
+
+def check_run_dir(cfg: RunConfig, out: str | Path) -> None:
+    """Claim ``out`` for ``cfg``: create it and write ``config.yaml``, or check that the one
+    there describes ``cfg`` (a ``ConfigError`` otherwise: resuming a different run would mix them)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / RUN_CONFIG
+    if resolved.is_file():
+        if not same_config(resolved.read_text(), cfg):
+            raise ConfigError(f"{out} holds a run with a different config ({resolved}); choose a new --out")
+        return
+    atomic_write_bytes(resolved, dump_config(cfg).encode())
