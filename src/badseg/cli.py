@@ -213,6 +213,48 @@ def run(
 
 
 @app.command()
+def defend(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `badseg run` folder.")],
+    defense: Annotated[list[str], typer.Option("--defense", "-d", help="Defense to run (repeatable): finetune, "
+                                               "pruning, abl, strip, teco, beatrix, beatrix-class.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Defense option, e.g. n=50 or "
+                                                      "fractions=[0.01,0.05].")] = None,
+) -> None:
+    """Run defenses on a trained run: writes `defense_<name>.json`, its figure and a report section."""
+    from badseg.config import ConfigError
+    from badseg.data import DatasetError
+    from badseg.defenses import load_context, run_defense
+    from badseg.defenses.runner import parse_options, resolve_options
+
+    try:
+        for name in defense:
+            resolve_options(name, parse_options(set_ or []))  # unknown names and options fail before any work
+        ctx = load_context(run_dir, progress=console.is_terminal)
+        for name in defense:
+            result = run_defense(run_dir, name, set_ or [], progress=console.is_terminal, log=console.print,
+                                 context=ctx)
+            _print_defense(name, result)
+    except (ConfigError, DatasetError, ValueError, KeyError) as e:
+        _fail(str(e))
+
+
+def _print_defense(name: str, r: dict) -> None:
+    def f(v):
+        return "–" if v is None else f"{v:.3f}"
+
+    if r["kind"] == "mitigation":
+        b = r["before"]
+        console.print(f"{name}: before ASR {f(b['asr'])} PBA {f(b['pba'])} CBA {f(b['cba'])}")
+        for row in r["rows"]:
+            setting = {k: v for k, v in row.items() if k in ("fraction", "isolation_fraction")}
+            console.print(f"  {setting}: ASR {f(row['asr'])} PBA {f(row['pba'])} CBA {f(row['cba'])}")
+    else:
+        m = r["at_fpr"]
+        console.print(f"{name}: AUC {f(r['auc'])} ({r['n_clean']} clean, {r['n_poisoned']} poisoned); at clean FPR "
+                      f"≤ {r['target_fpr']:g}: ACC {f(m['acc'])} Recall {f(m['recall'])} F1 {f(m['f1'])}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. train.epochs=2.")] = None,

@@ -158,6 +158,21 @@ class RunConfig(_Strict):
     workers: int | None = None  # poisoning scan processes (None: all cores)
     lpips_weights: str | None = None
     figure_samples: int = 4
+    # Defenses run on the finished run (badseg.defenses): a name, or {name: {option: value}}.
+    defenses: tuple[str | dict[str, dict[str, Any]], ...] = ()
+
+    def defense_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """``defenses`` as (name, options) pairs."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in self.defenses:
+            if isinstance(item, str):
+                out.append((item, {}))
+            elif len(item) == 1:
+                (name, options), = item.items()
+                out.append((name, dict(options or {})))
+            else:
+                raise ConfigError(f"a defenses entry is a name or {{name: {{option: value}}}}, got {item!r}")
+        return out
 
 
 class ConfigError(ValueError):

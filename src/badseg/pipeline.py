@@ -73,4 +73,9 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
 
     write_report(out, cfg, metrics, model, test, poisoned_test, attack, device)
     write_json(out / "metrics.json", metrics)
+    if cfg.defenses:
+        from badseg.defenses import run_defense
+
+        for name, options in cfg.defense_items():
+            run_defense(out, name, options, progress=progress, log=log)
     return metrics

@@ -1,7 +1,8 @@
 """Detection metrics for input-level backdoor detectors (STRIP, TeCo, Beatrix): ACC, Recall, F1, AUC.
 
-The threshold is set on clean scores for a target false-positive rate (DESIGN §4); AUC is the
-Mann–Whitney rank statistic with ties counted one half.
+Thresholds come from clean scores only: a target false-positive rate (DESIGN §4), or μ + kσ of
+the clean scores (BADSEG Table 16, k = 1, 2, 3). AUC is scikit-learn's ROC AUC of the continuous
+scores (ties count one half). A detector is never told the true poisoning rate.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 
 def _scores(x: np.ndarray | list[float], name: str) -> np.ndarray:
@@ -43,9 +44,36 @@ def auc_score(clean_scores: np.ndarray | list[float], poisoned_scores: np.ndarra
     c = _scores(clean_scores, "clean_scores")
     p = _scores(poisoned_scores, "poisoned_scores")
     sign = 1.0 if higher_is_poisoned else -1.0
-    ranks = rankdata(sign * np.concatenate([c, p]))  # average ranks for ties
-    u = ranks[c.size :].sum() - p.size * (p.size + 1) / 2.0
-    return float(u / (p.size * c.size))
+    truth = np.r_[np.zeros(c.size), np.ones(p.size)]
+    return float(roc_auc_score(truth, sign * np.concatenate([c, p])))
+
+
+def threshold_sigma(clean_scores: np.ndarray | list[float], k: float, higher_is_poisoned: bool = True) -> float:
+    """μ + kσ of the clean scores (μ − kσ when lower scores are the suspicious ones); σ is the
+    population standard deviation."""
+    s = _scores(clean_scores, "clean_scores")
+    return float(s.mean() + (k if higher_is_poisoned else -k) * s.std())
+
+
+def metrics_at_threshold(
+    clean_scores: np.ndarray | list[float],
+    poisoned_scores: np.ndarray | list[float],
+    threshold: float,
+    higher_is_poisoned: bool = True,
+) -> dict[str, float]:
+    """ACC, Recall, Precision, F1 and the clean false-positive rate when inputs strictly beyond
+    ``threshold`` are flagged (poisoned inputs are the positives)."""
+    c = _scores(clean_scores, "clean_scores")
+    p = _scores(poisoned_scores, "poisoned_scores")
+    flag_c, flag_p = (c > threshold, p > threshold) if higher_is_poisoned else (c < threshold, p < threshold)
+    tp = int(flag_p.sum())
+    fp = int(flag_c.sum())
+    tn = c.size - fp
+    recall = tp / p.size
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"acc": (tp + tn) / (c.size + p.size), "recall": recall, "precision": precision, "f1": f1,
+            "threshold": float(threshold), "fpr": fp / c.size}
 
 
 def detection_metrics(
@@ -59,21 +87,28 @@ def detection_metrics(
     Poisoned inputs are the positives. Returns ``acc``, ``recall``, ``f1``, ``auc``,
     ``threshold`` and the realised clean false-positive rate ``fpr``.
     """
+    thr = threshold_at_fpr(clean_scores, fpr, higher_is_poisoned)
+    out = metrics_at_threshold(clean_scores, poisoned_scores, thr, higher_is_poisoned)
+    del out["precision"]
+    return {**out, "auc": auc_score(clean_scores, poisoned_scores, higher_is_poisoned)}
+
+
+def detection_report(
+    clean_scores: np.ndarray | list[float],
+    poisoned_scores: np.ndarray | list[float],
+    fpr: float = 0.05,
+    sigmas: tuple[float, ...] = (1.0, 2.0, 3.0),
+) -> dict[str, object]:
+    """Everything a detector reports (higher score = more suspicious): ``auc``, the counts,
+    ``at_fpr`` (metrics at the clean-score threshold for ``fpr``) and ``sigma`` (``"1"``, ``"2"``,
+    ``"3"`` → metrics at μ + kσ of the clean scores)."""
     c = _scores(clean_scores, "clean_scores")
     p = _scores(poisoned_scores, "poisoned_scores")
-    thr = threshold_at_fpr(c, fpr, higher_is_poisoned)
-    flag_c, flag_p = (c > thr, p > thr) if higher_is_poisoned else (c < thr, p < thr)
-    tp = int(flag_p.sum())
-    fp = int(flag_c.sum())
-    tn = c.size - fp
-    recall = tp / p.size
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "acc": (tp + tn) / (c.size + p.size),
-        "recall": recall,
-        "f1": f1,
-        "auc": auc_score(c, p, higher_is_poisoned),
-        "threshold": thr,
-        "fpr": fp / c.size,
+        "auc": auc_score(c, p),
+        "n_clean": int(c.size),
+        "n_poisoned": int(p.size),
+        "target_fpr": fpr,
+        "at_fpr": metrics_at_threshold(c, p, threshold_at_fpr(c, fpr)),
+        "sigma": {f"{k:g}": metrics_at_threshold(c, p, threshold_sigma(c, k)) for k in sigmas},
     }

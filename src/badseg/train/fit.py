@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "last.pt"
 TRAIN_LOG = "train_log.jsonl"
+
+#: ``(logits N×C×H×W, labels int64 N×H×W) -> scalar`` training loss.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean pixel cross-entropy over non-ignore pixels (the default training loss)."""
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
 @dataclass
@@ -151,8 +160,11 @@ def fit(
     cfg: FitConfig,
     out_dir: str | Path,
     resume: bool = True,
+    loss_fn: LossFn = pixel_cross_entropy,
 ) -> dict[str, object]:
-    """Train ``model`` (images N×3×H×W in [0, 1] → logits N×C×H×W) on (image, label) pairs.
+    """Train ``model`` (images N×3×H×W in [0, 1] → logits N×C×H×W) on (image, label) pairs,
+    minimising ``loss_fn`` (pixel cross-entropy unless a defense's recipe says otherwise, e.g.
+    ABL's flooding loss or its unlearning ascent).
 
     Writes (rank 0 only) ``ckpt_dir/last.pt`` every epoch — ``model``, ``optimizer``,
     ``scaler``, ``epoch`` (epochs completed), ``loss``, ``rng``, ``config`` — and one JSON line per epoch
@@ -229,7 +241,7 @@ def fit(
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = F.cross_entropy(net(images), labels, ignore_index=IGNORE_INDEX)
+                    loss = loss_fn(net(images), labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
