@@ -9,7 +9,8 @@ The corruption package draws from NumPy's global generator (glass blur and impul
 seed instead): each variant runs under ``numpy.random`` state seeded from ``SeedSequence([seed,
 corruption, severity])`` and restored afterwards (and passes that seed to the two that take one), so a variant is reproducible and the same whichever worker
 computes it. Glass blur is a numba-compiled loop: its first call in a process compiles it
-(seconds), so each worker compiles it once at start-up (``warm_up``).
+(seconds, ``benchmarks/defense_speed.py``), so it is compiled once in the main process before the
+workers are forked (they inherit it; with ``spawn`` each worker compiles it once at start-up).
 """
 
 from __future__ import annotations
@@ -66,9 +67,15 @@ def corrupted_variants(image: np.ndarray, corruptions: Sequence[str] = CORRUPTIO
     return np.stack([corrupt_once(image, c, s, seed) for c in corruptions for s in severities])
 
 
+_warm = False
+
+
 def warm_up() -> None:
-    """Compile glass blur's numba loop in this process (pool initializer)."""
-    corrupt_once(np.zeros((32, 32, 3), np.uint8), "glass_blur", 1)
+    """Compile glass blur's numba loop in this process (once)."""
+    global _warm
+    if not _warm:
+        corrupt_once(np.zeros((32, 32, 3), np.uint8), "glass_blur", 1)
+        _warm = True
 
 
 def _job(args: tuple[np.ndarray, tuple[str, ...], tuple[int, ...], int]) -> np.ndarray:
@@ -92,7 +99,10 @@ def variant_stream(images: Iterable[np.ndarray], corruptions: Sequence[str] = CO
     if workers == 0:
         yield from map(_job, jobs)
         return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    init = warm_up if "glass_blur" in corruptions else None
-    with ctx.Pool(workers, initializer=init) as pool:
+    fork = "fork" in mp.get_all_start_methods()
+    glass = "glass_blur" in corruptions
+    if glass and fork:
+        warm_up()  # compiled once here; forked workers inherit the compiled loop
+    ctx = mp.get_context("fork" if fork else "spawn")
+    with ctx.Pool(workers, initializer=warm_up if glass and not fork else None) as pool:
         yield from pool.imap(_job, jobs)

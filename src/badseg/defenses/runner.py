@@ -91,6 +91,7 @@ def run_defense(run_dir: str | Path, name: str, overrides: Sequence[str] | Mappi
         done = json.loads(out.read_text())
         if done.get("options") == options:
             log(f"{out} is finished already with these options; not running it again")
+            write_defense_section(run_dir / "report.md", name, defense_lines(name, done))
             return done
     ctx = context or load_context(run_dir, progress)
     log(f"defense {name} on {run_dir}")
