@@ -26,7 +26,7 @@ from badseg.data.io import atomic_write_bytes
 from badseg.data.subset import Subset
 from badseg.models import SegModel, build_model
 from badseg.train.augment import AugmentConfig, SegTorchDataset
-from badseg.train.fit import FitConfig, fit
+from badseg.train.fit import FitConfig, LossFn, fit, pixel_cross_entropy
 
 #: The resolved config a run folder holds.
 RUN_CONFIG = "config.yaml"
@@ -69,20 +69,23 @@ def attack_for(cfg: RunConfig, dataset: SegDataset) -> Attack:
 
 
 def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: str | Path, *, model: ModelConfig,
-                size: tuple[int, int], seed: int, epochs: int | None = None) -> tuple[SegModel, dict[str, Any]]:
+                size: tuple[int, int], seed: int, epochs: int | None = None, net: SegModel | None = None,
+                lr: float | None = None, loss_fn: LossFn = pixel_cross_entropy) -> tuple[SegModel, dict[str, Any]]:
     """Build ``model`` and train it on ``dataset`` with ``train``'s schedule (``fit``) in ``out``,
     resuming from ``out/last.pt`` when it is there. The victim, the clean reference and the
     BADSEG surrogate all train through here; ``epochs`` overrides ``train.epochs`` (surrogate).
+    The defenses continue training a given ``net`` instead of a new one, optionally at another
+    ``lr`` and with their own ``loss_fn`` (fine-tuning, ABL).
 
     Returns (the trained model in eval mode, ``fit``'s summary).
     """
-    net = build_model(model.name, num_classes, pretrained=model.pretrained)
+    net = build_model(model.name, num_classes, pretrained=model.pretrained) if net is None else net
     data = SegTorchDataset(dataset, size=size, augment=AugmentConfig(tuple(train.scale_range), size, train.hflip),
                            seed=seed)
-    fit_cfg = FitConfig(epochs=epochs or train.epochs, batch_size=train.batch_size, lr=train.lr,
+    fit_cfg = FitConfig(epochs=epochs or train.epochs, batch_size=train.batch_size, lr=train.lr if lr is None else lr,
                         optimizer=train.optimizer, weight_decay=train.weight_decay, num_workers=train.num_workers,
                         seed=seed)
-    summary = fit(net, data, fit_cfg, out, resume=True)
+    summary = fit(net, data, fit_cfg, out, resume=True, loss_fn=loss_fn)
     return net, summary
 
 

@@ -32,8 +32,8 @@ from badseg.data.subset import Subset
 from badseg.models.segmodel import SegModel
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
 from badseg.registry import Registry
-from badseg.train.augment import AugmentConfig, SegTorchDataset, resize_pair
-from badseg.train.fit import FitConfig, LossFn, fit, pixel_cross_entropy
+from badseg.train.augment import resize_pair
+from badseg.train.fit import LossFn, pixel_cross_entropy
 
 DEFENSES: Registry[Callable[..., dict[str, Any]]] = Registry("defense")
 
@@ -101,14 +101,13 @@ def clean_fraction(dataset: SegDataset, fraction: float, seed: int) -> Subset:
 
 def train_like_run(model: torch.nn.Module, dataset: SegDataset, cfg: RunConfig, out: Path, *, epochs: int,
                    lr: float | None = None, loss_fn: LossFn = pixel_cross_entropy) -> dict[str, Any]:
-    """``fit`` ``model`` in place on ``dataset`` with the run's augmentation, optimiser and batch
-    size (``epochs`` and ``lr`` as given; resumes from ``out/last.pt``)."""
-    t = cfg.train
-    data = SegTorchDataset(dataset, size=tuple(cfg.data.size),
-                           augment=AugmentConfig(tuple(t.scale_range), tuple(cfg.data.size), t.hflip), seed=cfg.seed)
-    fit_cfg = FitConfig(epochs=epochs, batch_size=t.batch_size, lr=t.lr if lr is None else lr, optimizer=t.optimizer,
-                        weight_decay=t.weight_decay, num_workers=t.num_workers, seed=cfg.seed)
-    return fit(model, data, fit_cfg, out, resume=True, loss_fn=loss_fn)
+    """Continue training ``model`` in place on ``dataset`` with the run's augmentation, optimiser
+    and batch size (``build.train_model``; ``epochs`` and ``lr`` as given; resumes from ``out/last.pt``)."""
+    from badseg.build import train_model
+
+    _, summary = train_model(cfg.train, dataset, dataset.spec.num_classes, out, model=cfg.model,
+                             size=tuple(cfg.data.size), seed=cfg.seed, epochs=epochs, net=model, lr=lr, loss_fn=loss_fn)
+    return summary
 
 
 def resized_images(samples: Sequence[Any], size: tuple[int, int]) -> np.ndarray:

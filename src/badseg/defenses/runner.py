@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     """Rebuild a finished run (its config, data, attack, poisoned sets, backdoored model)."""
     from badseg.models import build_model
-    from badseg.pipeline import attack_for, datasets_for
+    from badseg.build import attack_for, datasets_for
     from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
     from badseg.stages.auto import resolve_auto
 
@@ -63,7 +64,9 @@ def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     for path in (cfg_path, ckpt, metrics):
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a finished badseg run: {path.name} is missing")
-    cfg = RunConfig.model_validate(yaml.safe_load(cfg_path.read_text()) or {})
+    with warnings.catch_warnings():  # a folder written before attack.options: its flat keys are expected
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cfg = RunConfig.model_validate(yaml.safe_load(cfg_path.read_text()) or {})
     train, test = datasets_for(cfg)
     cfg, train, _ = resolve_auto(cfg, train, run_dir / "stages", lambda *_: None, progress)  # finished stages: reused
     attack = attack_for(cfg, train)
