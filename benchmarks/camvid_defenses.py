@@ -115,7 +115,7 @@ def main() -> None:
                     ctx = load_context(run_dir, progress=False)
                 r = run_defense(run_dir, name, options.get(name, {}), progress=False, context=ctx)
                 print(f"{attack} {name}: done in {r['minutes']:.1f} min", flush=True)
-    found = _load(args.runs, args.attacks)
+    found = _load(args.runs, list(ATTACKS))  # every finished defense, not only this invocation's
     write_result("camvid_defenses", found)
     print(tables(found))
 
