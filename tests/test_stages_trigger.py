@@ -18,20 +18,27 @@ from badseg.metrics.stealth import ssim as ssim_numpy
 from badseg.models import SegModel
 from badseg.stages import (
     ATTRIBUTES,
+    LearnabilityObjective,
     RelaxedTrigger,
+    SearchSet,
     SearchSettings,
     SurrogateObjective,
+    augment_batch,
     build_search_set,
     gumbel_softmax_sample,
     one_hot_weights,
     optimize_trigger,
     search_space,
+    split_search_set,
     ssim,
     sweep_options,
     temperature,
 )
-from badseg.stages.trigger_search import load_search_result, write_search_outputs
-from badseg.triggers import TRIGGER_GRIDS, Stamp, TriggerSpec, stamp_all
+from badseg.stages.trigger_search import SearchResult, load_search_result, write_search_outputs
+
+load_search_result_dict = SearchResult.from_dict
+from badseg.train.augment import AugmentConfig
+from badseg.triggers import TRIGGER_GRIDS, Stamp, TriggerSpec, split_pattern, stamp_all
 
 SIZE = (64, 128)
 
@@ -132,15 +139,20 @@ def test_search_space_is_table_20(streets):
     assert search_space(build_attack("ins", streets.spec, "car", "person"))["size"] == TRIGGER_GRIDS["o2o"]["size"]
 
 
-@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "logo"])
-def test_one_hot_relaxed_trigger_is_the_hard_stamp(streets, shape):
-    """With one-hot weights eq. 4 is poisoning's own blend, up to the soft mask edge."""
+@pytest.mark.parametrize("shape, pattern", [("circle", "checker"), ("square", "checker"), ("triangle", "checker"),
+                                            ("logo", "checker"), ("square", "stripes:red"), ("circle", "noise:cyan"),
+                                            ("square", "solid:yellow")])
+def test_one_hot_relaxed_trigger_is_the_hard_stamp(streets, shape, pattern):
+    """With one-hot weights eq. 4 is poisoning's own blend, up to the soft mask edge — also for
+    a pattern and colour picked from the searched ones."""
     attack = build_attack("o2b", streets.spec, "car", "road")
-    space = search_space(attack)
+    space = search_space(attack, "search")
     data = build_search_set(streets, attack, space, (128, 256), seed=0, limit=6)  # native size: scale 1
-    chosen = {"shape": space["shape"].index(shape), "size": 4, "position": 0, "quantity": 0, "intensity": 6}
-    out = RelaxedTrigger(space, "checker").render(data, one_hot_weights(space, chosen))
-    spec = TriggerSpec(shape=shape, size=space["size"][4], intensity=0.8)
+    base, colour = split_pattern(pattern)
+    chosen = {"shape": space["shape"].index(shape), "size": 4, "position": 0, "quantity": 0, "intensity": 6,
+              "pattern": space["pattern"].index(base), "colour": space["colour"].index(colour)}
+    out = RelaxedTrigger(space).render(data, one_hot_weights(space, chosen))
+    spec = TriggerSpec(shape=shape, size=space["size"][4], intensity=0.8, pattern=pattern)
     for n in range(len(data)):
         cy, cx = data.centres[n, 0, 4, 0].tolist()
         px = spec.size_px(float(data.ref_width[n, 0, 4, 0]))
@@ -158,14 +170,31 @@ def test_one_hot_relaxed_trigger_is_the_hard_stamp(streets, shape):
         assert abs(change_soft / change_hard - 1) < 0.25  # the soft edge neither adds nor loses much
 
 
-def test_gradients_reach_every_attribute(o2b, streets):
-    attack, space, data = o2b
-    objective = SurrogateObjective(tiny_net(streets.spec.num_classes), stealth_weight=1.0)
+@pytest.mark.parametrize("kind", ["frozen", "learnability"])
+def test_gradients_reach_every_attribute(o2b, streets, kind):
+    """Every attribute's logits, pattern and colour included, get a gradient from either objective."""
+    attack, _, data = o2b
+    space = search_space(attack, "search")
+    assert all(len(space[a]) > 1 for a in ATTRIBUTES)
+    renderer = RelaxedTrigger(space)
+    model = tiny_net(streets.spec.num_classes)
+    if kind == "frozen":
+        objective = SurrogateObjective(model, stealth_weight=1.0, psnr_min=60.0)
+    else:
+        finetune, data = split_search_set(data, 0.5, seed=0)
+        objective = LearnabilityObjective(model, finetune, renderer, AugmentConfig((0.5, 1.5), SIZE, 0.5),
+                                          stealth_weight=1.0, psnr_min=60.0)
     logits = {a: torch.zeros(len(space[a]), requires_grad=True) for a in ATTRIBUTES}
     gen = torch.Generator().manual_seed(0)
     weights = {a: gumbel_softmax_sample(logits[a], 1.0, gen) for a in ATTRIBUTES}
+    if kind == "learnability":
+        before = [p.detach().clone() for p in objective.model.parameters()]
+        objective.update(weights)
+        assert any(not torch.equal(a, b) for a, b in zip(before, objective.model.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), tiny_net(streets.spec.num_classes)
+                                                     .parameters()))  # the stage-1 surrogate is untouched
     batch = data.batch([0, 1, 2, 3])
-    terms = objective(RelaxedTrigger(space).render(batch, weights), batch)
+    terms = objective(renderer.render(batch, weights), batch)
     terms["loss"].backward()
     for a in ATTRIBUTES:
         g = logits[a].grad
@@ -215,7 +244,7 @@ def test_optimizer_recovers_a_planted_optimum(o2b, planted):
         return {"loss": (triggered - reference).abs().mean() * 100}
 
     result = optimize_trigger(data, renderer, objective, SearchSettings(steps=150, batch_size=4, seed=0))
-    assert result.chosen == planted
+    assert {a: result.chosen[a] for a in planted} == planted
     for a, v in planted.items():
         assert int(np.argmax(result.probabilities[a])) == space[a].index(v)
     assert result.probabilities["shape"][space["shape"].index(planted["shape"])] > 0.8
@@ -262,7 +291,27 @@ def test_outputs_round_trip_and_give_a_usable_trigger(o2b, streets, tmp_path):
     assert again.chosen == result.chosen and again.placement == result.placement
     trigger = again.trigger()
     poisoned = build_attack("o2b", streets.spec, "car", "road", trigger, placement=again.placement)
-    assert poisoned.trigger.shape == result.chosen["shape"]
+    assert poisoned.trigger.shape == result.chosen["shape"] and trigger.pattern == "checker"
+    old = {k: v for k, v in d.items()}  # a file written before pattern and colour were attributes
+    for key in ("options", "probabilities", "chosen"):
+        old[key] = {a: v for a, v in d[key].items() if a not in ("pattern", "colour")}
+    old["settings"] = {**d["settings"], "pattern": "solid:red"}
+    assert load_search_result_dict(old).trigger().pattern == "solid:red"
+
+
+def test_searched_pattern_and_colour_make_the_trigger_pattern(o2b):
+    attack, _, data = o2b
+    space = search_space(attack, "search")
+    assert space["pattern"] == ("checker", "noise", "solid", "stripes") and "red" in space["colour"]
+    fixed = search_space(attack, "stripes:blue")
+    assert fixed["pattern"] == ("stripes",) and fixed["colour"] == ("blue",)
+    redder = torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)  # loss falls as R rises and G, B fall: red wins
+
+    def objective(triggered, batch):
+        return {"loss": ((triggered - batch.images) * redder).sum()}
+
+    result = optimize_trigger(data, RelaxedTrigger(space), objective, SearchSettings(steps=25, batch_size=2, seed=0))
+    assert result.chosen["colour"] == "red" and result.trigger().pattern.endswith(":red")
 
 
 def test_b2b_search_keeps_its_scatter_placement(streets):
@@ -275,3 +324,70 @@ def test_b2b_search_keeps_its_scatter_placement(streets):
                               SearchSettings(steps=4, batch_size=2))
     assert result.placement == "scatter" and result.probabilities["position"] == [1.0]
     assert result.chosen["quantity"] in (1, 3, 5, 7, 10)
+
+
+# --- the learnability-aware objective ----------------------------------------------------------
+
+
+def _planted_pattern_world(n: int = 8, side: int = 32):
+    """Grey 32×32 images, a 12×12 victim box relabelled to the target, one 6-px square stamp at
+    its centre; the only searched attribute is the pattern: a 1-px checker (what a frozen
+    contrast-loving surrogate prefers) or a solid patch. A victim that halves every image
+    (scale 0.5, antialiased) averages the checker's cells away: only the solid patch survives."""
+    space = {"shape": ("square",), "size": (0.5,), "position": ("centre",), "quantity": (1,), "intensity": (0.8,),
+             "pattern": ("checker", "solid"), "colour": ("white",)}
+    labels = torch.full((n, side, side), 255, dtype=torch.long)
+    labels[:, 10:22, 10:22] = 1
+    targets = torch.where(labels == 1, 2, labels)
+    one = (n, 1, 1, 1)
+    data = SearchSet(torch.full((n, 3, side, side), 0.5), targets, labels, targets == 2,
+                     centres=torch.full((*one, 2), 15.5), ref_width=torch.full(one, 12.0),
+                     rank=torch.zeros(one, dtype=torch.long), valid=torch.ones(one, dtype=torch.bool),
+                     scale=torch.ones(n, 2), ids=[str(i) for i in range(n)])
+    return space, data
+
+
+def test_victim_augmentation_erases_the_fine_checker_but_not_the_solid_patch():
+    space, data = _planted_pattern_world()
+    renderer = RelaxedTrigger(space)
+    halve = AugmentConfig((0.5, 0.5), None, 0.0)
+    change = {}
+    for k, name in enumerate(space["pattern"]):
+        triggered = renderer.render(data, one_hot_weights(space, {"pattern": k}))
+        seen, _ = augment_batch(triggered, [], halve, torch.Generator())
+        change[name] = (float((triggered - 0.5).abs().sum()), float((seen - 0.5).abs().sum()))
+    assert change["checker"][0] > 0.8 * change["solid"][0]  # at native size the checker changes as many pixels
+    assert change["checker"][1] < 0.1 * change["solid"][1]  # after the victim's halving it is nearly gone
+
+
+def test_learnability_objective_picks_what_the_victim_can_learn():
+    """Planted pair: the frozen contrast surrogate (eq. 3) prefers the checker, which the
+    victim's augmentation averages away; the learnability-aware search, which fine-tunes the
+    same surrogate on poisoned, augmented images and scores held-out augmented images, picks
+    the solid patch."""
+    space, data = _planted_pattern_world()
+    model = contrast_surrogate(3, 2)
+    settings = SearchSettings(steps=30, batch_size=4, seed=0)
+    frozen = optimize_trigger(data, RelaxedTrigger(space), SurrogateObjective(model, stealth_weight=0.0), settings)
+    renderer = RelaxedTrigger(space)
+    finetune, held_out = split_search_set(data, 0.5, seed=0)
+    assert set(finetune.ids).isdisjoint(held_out.ids) and len(finetune) + len(held_out) == len(data)
+    objective = LearnabilityObjective(model, finetune, renderer, AugmentConfig((0.5, 0.5), None, 0.0),
+                                      stealth_weight=0.0, seed=0)
+    learned = optimize_trigger(held_out, renderer, objective, settings)
+    assert frozen.chosen["pattern"] == "checker" and frozen.probabilities["pattern"][0] > 0.7
+    assert learned.chosen["pattern"] == "solid" and learned.probabilities["pattern"][1] > 0.7
+    assert all(np.isfinite(h["finetune"]) for h in learned.history)
+
+
+def test_augment_batch_keeps_image_and_maps_aligned():
+    """Crop + flip at scale 1: every output pixel's label and ASR flag are its image pixel's own."""
+    gen = torch.Generator().manual_seed(3)
+    label = torch.randint(0, 10, (4, 20, 24))
+    asr = label % 3 == 0
+    image = (label.float() / 10)[:, None].expand(-1, 3, -1, -1)
+    out, (lab, flag) = augment_batch(image, [label, asr], AugmentConfig((1.0, 1.0), (12, 16), 0.5), gen)
+    assert out.shape == (4, 3, 12, 16) and lab.shape == flag.shape == (4, 12, 16) and flag.dtype == torch.bool
+    assert torch.equal(torch.round(out[:, 0] * 10).long(), lab) and torch.equal(flag, lab % 3 == 0)
+    big, (padded,) = augment_batch(image, [label], AugmentConfig((1.0, 1.0), (24, 24), 0.0), gen)
+    assert big.shape == (4, 3, 24, 24) and (padded[:, 20:] == 255).all() and (big[:, :, 20:] == 0).all()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from badseg.triggers import SHAPES, Stamp, TriggerSpec, shape_mask, signed_distance, soft_shape_mask, stamp_all
+from badseg.triggers import SHAPES, Stamp, TriggerSpec, pattern_image, shape_mask, signed_distance, soft_shape_mask, stamp_all
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -48,6 +48,19 @@ def test_stamp_changes_only_mask_pixels_and_blends_by_intensity():
     expected = np.rint(0.5 * image[mask].astype(float) + 0.5 * 255)
     assert np.array_equal(out[mask], expected.astype(np.uint8))
     assert mask[5:17, 7:19].sum() == shape_mask("circle", 12).sum()
+
+
+def test_patterns_are_a_base_map_tinted_by_a_colour():
+    assert np.array_equal(pattern_image("checker", 8), pattern_image("checker:white", 8))
+    red = pattern_image("checker:red", 8)
+    assert np.array_equal(red[..., 0], pattern_image("checker", 8)[..., 0]) and not red[..., 1:].any()
+    stripes = pattern_image("stripes", 8)[..., 0]
+    assert (stripes == stripes[:1]).all() and list(stripes[0]) == [0, 0, 255, 255, 0, 0, 255, 255]
+    assert np.array_equal(pattern_image("solid:blue", 3)[1, 1], [0, 0, 255])
+    assert set(np.unique(pattern_image("noise:green", 16)[..., [0, 2]])) == {0.0}
+    TriggerSpec(pattern="stripes:magenta")
+    with pytest.raises(ValueError, match="stripes"):
+        TriggerSpec(pattern="plaid")
 
 
 def test_stamp_outside_image_is_refused():

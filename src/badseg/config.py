@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from badseg.attacks import ATTACK_BUILD_ARGS, ATTACKS
-from badseg.triggers import TriggerSpec
+from badseg.triggers import PATTERNS, TriggerSpec
 
 
 class _Strict(BaseModel):
@@ -129,7 +129,10 @@ class SearchConfig(_Strict):
 
     Loss = surrogate cross-entropy against the poisoned labels (eq. 3) + ``stealth_weight`` ·
     (dB by which the triggered images' mean PSNR falls below ``psnr_min``); temperature
-    ``tau_start`` → ``tau_end`` geometrically (``badseg.stages.objective``).
+    ``tau_start`` → ``tau_end`` geometrically (``badseg.stages.objective``). ``objective``:
+    ``frozen`` is the paper's (a frozen clean surrogate); ``learnability`` alternates fine-tuning
+    a copy of the surrogate on poisoned surrogate images with the attack loss on a held-out
+    ``holdout`` share, both under the victim's augmentation (``badseg.stages.learnable``).
     """
 
     steps: int = Field(200, ge=1)
@@ -139,8 +142,19 @@ class SearchConfig(_Strict):
     tau_end: float = Field(0.2, gt=0.0)
     stealth_weight: float = Field(1.0, ge=0.0)
     psnr_min: float = 35.0
-    pattern: str = "checker"
+    pattern: str = "checker"  # a trigger pattern, or "search": base and colour join the options
     min_size_px: int = Field(4, ge=1)
+    objective: Literal["frozen", "learnability"] = "frozen"
+    holdout: float = Field(0.5, gt=0.0, lt=1.0)  # learnability: share of surrogate images held out
+    inner_steps: int = Field(1, ge=1)  # learnability: surrogate fine-tuning steps per trigger step
+    inner_lr: float = Field(1e-3, gt=0.0)
+    poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_pattern(self) -> SearchConfig:
+        if self.pattern != "search" and self.pattern not in PATTERNS:
+            raise ValueError(f"search.pattern {self.pattern!r} is neither 'search' nor one of {', '.join(PATTERNS)}")
+        return self
 
 
 class RunConfig(_Strict):

@@ -7,6 +7,7 @@ Example:
     >>> result.trigger(), result.placement
 """
 
+from badseg.stages.learnable import LearnabilityObjective, augment_batch, split_search_set
 from badseg.stages.objective import SurrogateObjective, psnr, ssim
 from badseg.stages.pair_ranking import (
     ClassCentres,
@@ -43,6 +44,7 @@ __all__ = [
     "ATTRIBUTES",
     "POSITION_PLACEMENTS",
     "ClassCentres",
+    "LearnabilityObjective",
     "Pair",
     "PairChoice",
     "RelaxedTrigger",
@@ -51,6 +53,7 @@ __all__ = [
     "SearchSettings",
     "SurrogateData",
     "SurrogateObjective",
+    "augment_batch",
     "batch_centres",
     "build_search_set",
     "choose_pair",
@@ -64,6 +67,7 @@ __all__ = [
     "rank_agreement",
     "rank_pairs",
     "search_space",
+    "split_search_set",
     "ssim",
     "suitable_vectors",
     "surrogate_data",

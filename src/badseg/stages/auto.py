@@ -24,6 +24,7 @@ from badseg.config import AttackConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes, write_json
 from badseg.models import SegModel
+from badseg.stages.learnable import LearnabilityObjective, split_search_set
 from badseg.stages.objective import SurrogateObjective
 from badseg.stages.pair_ranking import (
     ClassCentres,
@@ -47,7 +48,7 @@ from badseg.stages.trigger_search import (
     sweep_options,
     write_search_outputs,
 )
-from badseg.train.augment import SegTorchDataset
+from badseg.train.augment import AugmentConfig, SegTorchDataset
 from badseg.triggers import TriggerSpec
 
 Log = Callable[[str], Any]
@@ -106,15 +107,25 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
         return load_search_result(out / TRIGGER_JSON)
     s = cfg.search
     attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
-    space = search_space(attack)
+    space = search_space(attack, s.pattern)
     search_set = build_search_set(data.surrogate, attack, space, tuple(cfg.data.size), cfg.seed, s.min_size_px,
                                   limit=cfg.surrogate.limit).to(_device(model))
-    renderer = RelaxedTrigger(space, s.pattern, s.min_size_px)
-    objective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
+    renderer = RelaxedTrigger(space, s.min_size_px)
+    objective: SurrogateObjective | LearnabilityObjective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
+    if s.objective == "learnability":
+        finetune, search_set = split_search_set(search_set, s.holdout, cfg.seed)
+        t = cfg.train
+        objective = LearnabilityObjective(model, finetune, renderer,
+                                          AugmentConfig(tuple(t.scale_range), tuple(cfg.data.size), t.hflip),
+                                          s.inner_steps, s.inner_lr, s.batch_size, s.poison_fraction,
+                                          s.stealth_weight, s.psnr_min, cfg.seed)
     settings = SearchSettings(s.steps, s.batch_size, s.lr, s.tau_start, s.tau_end, cfg.seed)
     result = optimize_trigger(search_set, renderer, objective, settings, progress)
     result.settings.update(stealth_weight=s.stealth_weight, psnr_min=s.psnr_min, pattern=s.pattern,
-                           min_size_px=s.min_size_px)
+                           min_size_px=s.min_size_px, objective=s.objective)
+    if s.objective == "learnability":
+        result.settings.update(holdout=s.holdout, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
+                               poison_fraction=s.poison_fraction)
     sweep_options(result, search_set, renderer, objective)
     title = f"{attack.name.upper()} {victim} → {target}: option probabilities ({surrogate_model_name(cfg)})"
     write_search_outputs(result, out, title, extra={"vector": attack.name, "victim": victim, "target": target,
@@ -165,7 +176,7 @@ def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
     if cfg.trigger == "auto":
         log(f"stage 2: Gumbel-Softmax trigger search ({cfg.search.steps} steps)")
         result = run_trigger_search(cfg, data, model, victim, target, out / "trigger", progress)
-        trigger: TriggerSpec = result.trigger(cfg.search.pattern, cfg.search.min_size_px)
+        trigger: TriggerSpec = result.trigger(cfg.search.min_size_px)
         attack = resolved.attack
         if len(result.space.get("position", ())) > 1:
             attack = _with_attack(resolved, options={"placement": result.placement})

@@ -74,6 +74,20 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
+def stealth_terms(clean: torch.Tensor, triggered: torch.Tensor,
+                  psnr_min: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dB by which the mean PSNR of the stamped images falls below ``psnr_min`` (differentiable),
+    that mean PSNR, mean SSIM (no gradient)) for images (B, 3, H, W); images the trigger left
+    unchanged are left out, as poisoning skips them."""
+    per_image = psnr(clean, triggered)
+    stamped = per_image < _PSNR_CAP
+    quality = per_image[stamped].mean() if stamped.any() else per_image.mean()
+    stealth = torch.relu(psnr_min - quality) if stamped.any() else quality * 0
+    with torch.no_grad():
+        similarity = ssim(clean, triggered).mean()
+    return stealth, quality, similarity
+
+
 class SurrogateObjective:
     """Eq. 3 with the frozen surrogate plus ``stealth_weight · max(0, psnr_min − PSNR)``.
 
@@ -91,11 +105,6 @@ class SurrogateObjective:
         labelled = batch.targets != IGNORE_INDEX
         attack = ce[labelled].mean()
         asr_ce = ce[batch.asr].mean() if batch.asr.any() else attack * 0
-        per_image = psnr(batch.images, triggered)
-        stamped = per_image < _PSNR_CAP  # images the trigger changed (poisoning skips the others)
-        quality = per_image[stamped].mean() if stamped.any() else per_image.mean()
-        stealth = torch.relu(self.psnr_min - quality) if stamped.any() else quality * 0
-        with torch.no_grad():
-            similarity = ssim(batch.images, triggered).mean()
+        stealth, quality, similarity = stealth_terms(batch.images, triggered, self.psnr_min)
         return {"loss": attack + self.stealth_weight * stealth, "attack": attack, "stealth": stealth,
                 "asr_ce": asr_ce.detach(), "psnr": quality.detach(), "ssim": similarity}

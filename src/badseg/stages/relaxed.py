@@ -1,7 +1,9 @@
 """The relaxed, differentiable trigger of BADSEG stage 2 (§5.2, Appendix B eq. 4).
 
 The search space is the paper's Table 20 (``TRIGGER_GRIDS``): shape, size, position (object
-vectors only), quantity and intensity. Given one soft one-hot weight vector ``w_a`` per
+vectors only), quantity and intensity, plus the pattern's base (checker, noise, solid,
+stripes) and colour — single options (the configured pattern) unless the pattern is searched
+(``search.pattern: search``). Given one soft one-hot weight vector ``w_a`` per
 attribute, the relaxed trigger is
 
 * shape: ``m = Σ_j w_shape[j] · soft_shape_mask(shape_j)`` (blend of the SDF masks);
@@ -11,7 +13,9 @@ attribute, the relaxed trigger is
 * intensity: ``a = Σ_j w_int[j] · intensity_j``;
 * quantity: the k-stamp renderings mixed by ``w_qty``; for non-overlapping stamps this is
   stamp r weighted by ``c_r = Σ_{q_j > r} w_qty[j]``;
-* position: the renderings at each placement mixed by ``w_pos``.
+* position: the renderings at each placement mixed by ``w_pos``;
+* pattern and colour: ``p = (Σ_k w_pattern[k] · base_k) ⊙ (Σ_j w_colour[j] · rgb_j)``, the
+  base patterns' 0/1 maps mixed, tinted by the mixed colour (``pattern_image`` for one-hot).
 
 Rendering is the poisoning blend ``x + a·m·(pattern − x)`` summed over stamps, clipped to
 [0, 1]; with one-hot weights it is ``stamp_all``'s hard stamp up to the soft mask edge.
@@ -37,23 +41,34 @@ import torch.nn.functional as F
 from badseg.attacks import PLACEMENTS, Attack
 from badseg.data.base import SegDataset
 from badseg.poisoning.dataset import sample_rng
-from badseg.train.augment import resize_pair
-from badseg.triggers import TRIGGER_GRIDS, pattern_image, soft_shape_mask
+from badseg.train.augment import resize_label, resize_pair
+from badseg.triggers import (
+    COLOURS,
+    PATTERN_BASES,
+    TRIGGER_GRIDS,
+    base_pattern,
+    colour_rgb,
+    soft_shape_mask,
+    split_pattern,
+)
 
-ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity")
+ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity", "pattern", "colour")
+#: ``search.pattern`` value that makes the pattern's base and colour searchable.
+SEARCH_PATTERN = "search"
 
 #: Table 20's position options → the placements that implement them.
 POSITION_PLACEMENTS: dict[str, str] = {"centre": "centre", "on_object": "random_inside",
                                        "outside_object": "random_outside"}
 
-_PATTERN_CELLS = 8  # noise and solid patterns are 8×8 colour grids stretched over the stamp box
+_NOISE_CELLS = 8  # the noise pattern is an 8×8 colour grid stretched over the stamp box
 
 
-def search_space(attack: Attack) -> dict[str, tuple]:
+def search_space(attack: Attack, pattern: str = "checker") -> dict[str, tuple]:
     """Table-20 options for ``attack`` (INS/CON use the O2O or O2B grid by target kind).
 
     Every attribute is present; vectors without a position attribute (B2O, B2B) get the
-    attack's own placement as their single position option.
+    attack's own placement as their single position option. ``pattern`` is a trigger pattern
+    (its base and colour are then single options) or ``"search"`` (every base and colour).
     """
     if attack.name not in (*TRIGGER_GRIDS, "ins", "con"):
         raise ValueError(f"the BADSEG trigger search covers o2o, o2b, b2o, b2b, ins and con, not {attack.name!r}")
@@ -61,6 +76,11 @@ def search_space(attack: Attack) -> dict[str, tuple]:
     grid = dict(TRIGGER_GRIDS[key])
     if "position" not in grid:
         grid["position"] = (attack.placement,)
+    if pattern == SEARCH_PATTERN:
+        grid["pattern"], grid["colour"] = PATTERN_BASES, COLOURS
+    else:
+        base, colour = split_pattern(pattern)
+        grid["pattern"], grid["colour"] = (base,), (colour,)
     return {a: tuple(grid[a]) for a in ATTRIBUTES}
 
 
@@ -78,6 +98,7 @@ class SearchSet:
     Attributes:
         images: float (N, 3, H, W) in [0, 1], clean.
         targets: int64 (N, H, W), the poisoned labels y_t of eq. 3 (ignore = 255).
+        labels: int64 (N, H, W), the clean labels.
         asr: bool (N, H, W), the ASR region (pixels relabelled to the target).
         centres: float (N, P, S, J, 2), stamp centres (row, col) in model pixels.
         ref_width: float (N, P, S, J), the width that sizes the stamp, in native pixels.
@@ -89,6 +110,7 @@ class SearchSet:
 
     images: torch.Tensor
     targets: torch.Tensor
+    labels: torch.Tensor
     asr: torch.Tensor
     centres: torch.Tensor
     ref_width: torch.Tensor
@@ -103,14 +125,16 @@ class SearchSet:
 
     def to(self, device: torch.device | str) -> SearchSet:
         """A copy with every tensor on ``device``."""
-        return SearchSet(self.images.to(device), self.targets.to(device), self.asr.to(device), self.centres.to(device),
+        return SearchSet(self.images.to(device), self.targets.to(device), self.labels.to(device), self.asr.to(device),
+                         self.centres.to(device),
                          self.ref_width.to(device), self.rank.to(device), self.valid.to(device), self.scale.to(device),
                          self.ids, self.skipped)
 
     def batch(self, index: torch.Tensor | Sequence[int]) -> SearchSet:
         """The images at ``index`` (a new ``SearchSet`` sharing no state)."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
-        return SearchSet(self.images[idx], self.targets[idx], self.asr[idx], self.centres[idx], self.ref_width[idx],
+        return SearchSet(self.images[idx], self.targets[idx], self.labels[idx], self.asr[idx], self.centres[idx],
+                         self.ref_width[idx],
                          self.rank[idx], self.valid[idx], self.scale[idx], [self.ids[i] for i in idx.tolist()])
 
 
@@ -160,7 +184,8 @@ def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple
                             break
         image, label = resize_pair(sample.image, poisoned, size)
         _, asr = resize_pair(sample.image, relabel.astype(np.int64), size)
-        rows.append({"image": image, "label": label, "asr": asr.astype(bool), "plan": plan,
+        rows.append({"image": image, "label": label, "clean": resize_label(sample.label, size),
+                     "asr": asr.astype(bool), "plan": plan,
                      "scale": (size[0] / sample.label.shape[0], size[1] / sample.label.shape[1]), "id": sample.id})
     if not rows:
         raise ValueError(f"{attack.name} {attack.describe()['victim']} → {attack.describe()['target']} applies to "
@@ -177,6 +202,7 @@ def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple
     return SearchSet(
         images=torch.from_numpy(np.stack([r["image"] for r in rows])).permute(0, 3, 1, 2).float().div(255),
         targets=torch.from_numpy(np.stack([r["label"] for r in rows])).long(),
+        labels=torch.from_numpy(np.stack([r["clean"] for r in rows])).long(),
         asr=torch.from_numpy(np.stack([r["asr"] for r in rows])),
         centres=centres, ref_width=torch.from_numpy(plans[..., 2]).float(),
         rank=torch.from_numpy(plans[..., 3]).long(), valid=torch.from_numpy(valid), scale=scale,
@@ -188,28 +214,27 @@ class RelaxedTrigger:
     """Differentiable rendering of the relaxed trigger (Appendix B eq. 4).
 
     Args:
-        space: attribute → options (``search_space``).
-        pattern: trigger pattern (``TriggerSpec.pattern``), drawn exactly as ``pattern_image``
-            draws it for the sampled size option.
+        space: attribute → options (``search_space``); patterns are drawn exactly as
+            ``pattern_image`` draws them for the sampled size option.
         min_size_px: stamp width floor at native resolution (``TriggerSpec.min_size_px``).
         sharpness: edge sharpness of the soft masks (1 / edge width in model pixels); at 3 a
             pixel centre half a pixel inside the edge gets 0.82 of the hard mask's weight.
 
     Example:
-        >>> r = RelaxedTrigger(space, "checker")
+        >>> r = RelaxedTrigger(space)
         >>> w = {a: F.one_hot(torch.tensor(0), len(o)).float() for a, o in space.items()}
         >>> triggered = r.render(search_set.batch([0, 1]), w)   # (2, 3, H, W)
     """
 
-    def __init__(self, space: dict[str, tuple], pattern: str = "checker", min_size_px: int = 4,
-                 sharpness: float = 3.0) -> None:
+    def __init__(self, space: dict[str, tuple], min_size_px: int = 4, sharpness: float = 3.0) -> None:
         self.space = space
         self.shapes = tuple(space["shape"])
         self.sizes = torch.tensor(space["size"], dtype=torch.float32)
         self.quantities = torch.tensor(space["quantity"], dtype=torch.float32)
         self.intensities = torch.tensor(space["intensity"], dtype=torch.float32)
-        self.pattern = pattern
-        self.table = torch.from_numpy(pattern_image(pattern, _PATTERN_CELLS) / 255.0).float()  # (8, 8, 3)
+        self.bases = tuple(space["pattern"])
+        self.colours = torch.from_numpy(np.stack([colour_rgb(c) for c in space["colour"]]) / 255.0).float()  # (C, 3)
+        self.noise = torch.from_numpy(base_pattern("noise", _NOISE_CELLS)).float()  # (8, 8, 3)
         self.min_size_px = min_size_px
         self.sharpness = sharpness
 
@@ -219,16 +244,25 @@ class RelaxedTrigger:
         i = torch.floor(offset / scale[:, None] + (px[:, None] - 1) / 2 + 0.5)
         return torch.minimum(i.clamp_min(0), px[:, None] - 1).long()
 
-    def _pattern(self, iy: torch.Tensor, ix: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
-        """``pattern_image(pattern, px)`` looked up at box indices (K, win, win) → (K, win, win, 3) in [0, 1]."""
+    def _base(self, base: str, iy: torch.Tensor, ix: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+        """``base_pattern(base, px)`` looked up at box indices (K, win, win) → (K, win, win, 3) in {0, 1}."""
         px = px.long()[:, None, None]
-        if self.pattern == "checker":  # cells of px // 4 pixels, as pattern_image
+        if base in ("checker", "stripes"):  # cells of px // 4 pixels, as base_pattern
             cell = (px // 4).clamp_min(1)
-            board = ((iy // cell + ix // cell) % 2).float()
+            board = (((iy // cell + ix // cell) if base == "checker" else ix // cell) % 2).float()
             return board[..., None].expand(*board.shape, 3)
-        cells = self.table.shape[0]  # noise / solid: an 8×8 colour grid stretched over the box
-        table = self.table.to(iy.device)
+        if base == "solid":
+            return torch.ones(*iy.shape, 3, device=iy.device)
+        cells = self.noise.shape[0]
+        table = self.noise.to(iy.device)
         return table[(iy * cells // px).clamp_max(cells - 1), (ix * cells // px).clamp_max(cells - 1)]
+
+    def _pattern(self, iy: torch.Tensor, ix: torch.Tensor, px: torch.Tensor,
+                 weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mixed, tinted pattern at box indices (K, win, win) → (K, win, win, 3) in [0, 1]."""
+        mixed = sum(weights["pattern"][k] * self._base(b, iy, ix, px) for k, b in enumerate(self.bases))
+        colour = (weights["colour"][:, None] * self.colours.to(iy.device)).sum(0)
+        return mixed * colour
 
     def render(self, batch: SearchSet, weights: dict[str, torch.Tensor], plan_size: int | None = None) -> torch.Tensor:
         """Triggered images (B, 3, H, W) in [0, 1] for soft one-hot ``weights`` (attribute → (n_options,)).
@@ -270,7 +304,7 @@ class RelaxedTrigger:
         px = option_px[..., s][nb, p_idx, j_idx]  # native width of the sampled size option, (K,)
         iy = self._box_index(ys.float() - cy[:, None], batch.scale[nb, 0], px)[:, :, None]  # (K, win, 1)
         ix = self._box_index(xs.float() - cx[:, None], batch.scale[nb, 1], px)[:, None, :]  # (K, 1, win)
-        pattern = self._pattern(iy.expand(-1, -1, win), ix.expand(-1, win, -1), px)  # (K, win, win, 3)
+        pattern = self._pattern(iy.expand(-1, -1, win), ix.expand(-1, win, -1), px, weights)  # (K, win, win, 3)
 
         pad = win
         xp = F.pad(x, (pad, pad, pad, pad))
@@ -287,9 +321,13 @@ class RelaxedTrigger:
 
 
 def one_hot_weights(space: dict[str, tuple], chosen: dict[str, int]) -> dict[str, torch.Tensor]:
-    """Exact one-hot weights for option indices ``chosen`` (attribute → index)."""
-    return {a: F.one_hot(torch.tensor(chosen[a]), len(space[a])).float() for a in ATTRIBUTES}
+    """Exact one-hot weights for option indices ``chosen`` (attribute → index; an attribute with
+    a single option may be left out)."""
+    missing = [a for a in ATTRIBUTES if a not in chosen and len(space[a]) > 1]
+    if missing:
+        raise ValueError(f"no option chosen for {', '.join(missing)}")
+    return {a: F.one_hot(torch.tensor(chosen.get(a, 0)), len(space[a])).float() for a in ATTRIBUTES}
 
 
-__all__ = ["ATTRIBUTES", "POSITION_PLACEMENTS", "RelaxedTrigger", "SearchSet", "build_search_set",
+__all__ = ["ATTRIBUTES", "POSITION_PLACEMENTS", "SEARCH_PATTERN", "RelaxedTrigger", "SearchSet", "build_search_set",
            "one_hot_weights", "placement_of", "search_space"]

@@ -9,7 +9,9 @@ a single option, e.g. B2B's position, are fixed). Each step:
    from the global generator;
 2. renders the relaxed trigger (``RelaxedTrigger``, eq. 4) into a mini-batch of surrogate
    images drawn with the same generator;
-3. takes an Adam step on the objective (eq. 3 + stealth, ``SurrogateObjective``).
+3. takes an Adam step on the objective (eq. 3 + stealth, ``SurrogateObjective``). An
+   objective with an ``update(weights)`` method (``LearnabilityObjective``) is first given
+   the sampled weights, to fine-tune its surrogate on data poisoned with them.
 
 The temperature decays geometrically, ``τ_t = τ_0 (τ_end / τ_0)^{t / (T − 1)}``, by default
 2 → 0.2, so the late samples are near one-hot. Starting warm matters: with near one-hot samples
@@ -38,7 +40,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from badseg.data.io import write_json
 from badseg.stages.objective import Objective
 from badseg.stages.relaxed import ATTRIBUTES, RelaxedTrigger, SearchSet, one_hot_weights, placement_of
-from badseg.triggers import TriggerSpec
+from badseg.triggers import TriggerSpec, pattern_name, split_pattern
 
 TRIGGER_JSON = "trigger.json"
 TRIGGER_FIGURE = "trigger_search.png"
@@ -109,10 +111,12 @@ class SearchResult:
     def chosen_index(self) -> dict[str, int]:
         return {a: self.space[a].index(self.chosen[a]) for a in ATTRIBUTES}
 
-    def trigger(self, pattern: str = "checker", min_size_px: int = 4) -> TriggerSpec:
+    def trigger(self, min_size_px: int = 4) -> TriggerSpec:
+        """The chosen options as a ``TriggerSpec`` (pattern = chosen base tinted by the chosen colour)."""
         c = self.chosen
         return TriggerSpec(shape=c["shape"], size=float(c["size"]), intensity=float(c["intensity"]),
-                           quantity=int(c["quantity"]), pattern=pattern, min_size_px=min_size_px)
+                           quantity=int(c["quantity"]), pattern=pattern_name(c["pattern"], c["colour"]),
+                           min_size_px=min_size_px)
 
     @property
     def placement(self) -> str:
@@ -134,6 +138,14 @@ class SearchResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchResult:
+        """Read ``to_dict``'s output; files from before the pattern was searchable get their
+        configured pattern (``settings.pattern``) as the single pattern and colour option."""
+        d = dict(d)
+        if "pattern" not in d["options"]:
+            base, colour = split_pattern(d.get("settings", {}).get("pattern", "checker"))
+            d["options"] = {**d["options"], "pattern": [base], "colour": [colour]}
+            d["probabilities"] = {**d["probabilities"], "pattern": {base: 1.0}, "colour": {colour: 1.0}}
+            d["chosen"] = {**d["chosen"], "pattern": base, "colour": colour}
         space = {a: tuple(d["options"][a]) for a in ATTRIBUTES}
         probs = {a: list(d["probabilities"][a].values()) for a in ATTRIBUTES}
         return cls(space, probs, dict(d["chosen"]), d["history"], d.get("sweep", {}), d.get("n_images", 0),
@@ -155,7 +167,8 @@ def optimize_trigger(data: SearchSet, renderer: RelaxedTrigger, objective: Objec
     Args:
         data: surrogate images with plans (``build_search_set``), on the objective's device.
         renderer: the relaxed trigger over ``data``'s search space.
-        objective: maps (triggered images, batch) to a dict with a scalar ``"loss"``.
+        objective: maps (triggered images, batch) to a dict with a scalar ``"loss"``; when it
+            has ``update(weights)``, that is called with each step's sampled weights first.
         settings: steps, batch size, Adam learning rate, temperatures, seed.
         progress: show a rich progress bar.
     """
@@ -177,6 +190,8 @@ def optimize_trigger(data: SearchSet, renderer: RelaxedTrigger, objective: Objec
             idx, order = order[: settings.batch_size], order[settings.batch_size:]
             tau = temperature(step, settings.steps, settings.tau_start, settings.tau_end)
             weights = {**fixed, **{a: gumbel_softmax_sample(logits[a], tau, gen) for a in learn}}
+            if hasattr(objective, "update"):  # a learnability objective fine-tunes on the current trigger
+                objective.update(weights)
             batch = data.batch(idx)
             terms = objective(renderer.render(batch, weights), batch)
             optim.zero_grad(set_to_none=True)

@@ -18,7 +18,12 @@ _COLOURS = {
     "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
     "magenta": (255, 0, 255), "cyan": (0, 255, 255), "white": (255, 255, 255), "black": (0, 0, 0),
 }
-PATTERNS: tuple[str, ...] = ("checker", "noise", *(f"solid:{c}" for c in _COLOURS))
+COLOURS: tuple[str, ...] = tuple(_COLOURS)
+#: Base patterns: a 0/1 map per channel that the colour tints (``checker`` and ``stripes`` cells of
+#: ``size_px // 4`` pixels, ``noise`` a fixed 8×8 colour grid, ``solid`` all on).
+PATTERN_BASES: tuple[str, ...] = ("checker", "noise", "solid", "stripes")
+#: ``<base>`` (white) or ``<base>:<colour>``; ``solid:<colour>`` is the solid patch of that colour.
+PATTERNS: tuple[str, ...] = (*PATTERN_BASES, *(f"{b}:{c}" for b in PATTERN_BASES for c in _COLOURS))
 
 #: Option grids of the BADSEG paper's Table 20 (the Stage-2 search space), per vector.
 #: Object vectors size triggers relative to the object's width, B2B to the image width.
@@ -52,8 +57,10 @@ class TriggerSpec:
             vectors, image width for B2B).
         intensity: alpha-blend strength in [0, 1].
         quantity: number of stamps.
-        pattern: ``checker`` (black/white, the default high-contrast pattern), ``noise``
-            (a fixed colour-noise pattern) or ``solid:<colour>``.
+        pattern: ``<base>[:<colour>]`` (``PATTERNS``): ``checker`` (black/white, the default
+            high-contrast pattern), ``stripes`` (vertical), ``noise`` (a fixed colour-noise
+            pattern) or ``solid``; a colour (default white) tints the pattern's "on" cells, so
+            ``solid:red`` is a red patch and ``checker:red`` red/black.
         min_size_px: lower bound on the stamp width in pixels.
     """
 
@@ -109,21 +116,50 @@ class Stamp:
         return {"centre": [r, c], "top_left": [self.top, self.left], "size_px": self.size}
 
 
-def pattern_image(pattern: str, size_px: int) -> np.ndarray:
-    """Pattern colours of a ``size_px`` stamp, float32 (size_px, size_px, 3) in [0, 255]."""
-    if pattern == "checker":
-        cell = max(1, size_px // 4)
-        idx = np.arange(size_px) // cell
-        board = ((idx[:, None] + idx[None, :]) % 2).astype(np.float32) * 255.0
-        return np.repeat(board[:, :, None], 3, axis=2)
-    if pattern == "noise":
+def split_pattern(pattern: str) -> tuple[str, str]:
+    """``"checker:red"`` → ``("checker", "red")``; a bare base is white."""
+    base, _, colour = pattern.partition(":")
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown trigger pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    return base, colour or "white"
+
+
+def pattern_name(base: str, colour: str) -> str:
+    """The ``PATTERNS`` name of a base tinted by a colour (white: the bare base)."""
+    name = base if colour == "white" else f"{base}:{colour}"
+    split_pattern(name)
+    return name
+
+
+def base_pattern(base: str, size_px: int) -> np.ndarray:
+    """The 0/1 map of a base pattern, float32 (size_px, size_px, 3)."""
+    if base in ("checker", "stripes"):
+        idx = np.arange(size_px) // max(1, size_px // 4)
+        board = ((idx[:, None] + idx[None, :]) % 2) if base == "checker" else np.broadcast_to(idx[None, :] % 2,
+                                                                                          (size_px, size_px))
+        return np.repeat(board.astype(np.float32)[:, :, None], 3, axis=2)
+    if base == "noise":
         rng = np.random.default_rng(0x7A11)  # a fixed pattern: the same in every stamp
-        cells = rng.integers(0, 2, size=(8, 8, 3)).astype(np.float32) * 255.0
+        cells = rng.integers(0, 2, size=(8, 8, 3)).astype(np.float32)
         idx = np.minimum(np.arange(size_px) * 8 // size_px, 7)
         return cells[idx][:, idx]
-    if pattern.startswith("solid:") and pattern[6:] in _COLOURS:
-        return np.broadcast_to(np.array(_COLOURS[pattern[6:]], np.float32), (size_px, size_px, 3)).copy()
-    raise ValueError(f"unknown trigger pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    if base == "solid":
+        return np.ones((size_px, size_px, 3), np.float32)
+    raise ValueError(f"unknown base pattern {base!r}; valid: {', '.join(PATTERN_BASES)}")
+
+
+def colour_rgb(colour: str) -> np.ndarray:
+    """RGB of a colour name (``COLOURS``), float32 (3,) in [0, 255]."""
+    if colour not in _COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; valid: {', '.join(_COLOURS)}")
+    return np.array(_COLOURS[colour], np.float32)
+
+
+def pattern_image(pattern: str, size_px: int) -> np.ndarray:
+    """Pattern colours of a ``size_px`` stamp, float32 (size_px, size_px, 3) in [0, 255]:
+    the base pattern's 0/1 map times the colour."""
+    base, colour = split_pattern(pattern)
+    return base_pattern(base, size_px) * colour_rgb(colour)
 
 
 def stamp(image: np.ndarray, trigger: TriggerSpec, where: Stamp) -> tuple[np.ndarray, np.ndarray]:
