@@ -8,13 +8,14 @@ import pytest
 from badseg.data.instances import (
     COLOUR_NAMES,
     CONDITIONS,
+    Condition,
     dominant_colour,
     instance_map,
     meets_condition,
     object_instances,
 )
+from badseg.attacks import build_attack
 from badseg.data.types import DatasetSpec
-from badseg.registry import UnknownNameError
 
 SPEC = DatasetSpec("toy", ("road", "car", "person"), ("stuff", "object", "object"),
                    np.array([[128, 64, 128], [0, 0, 142], [220, 20, 60]]))
@@ -112,5 +113,39 @@ def test_dominant_colour_ignores_dark_windows_and_small_lights():
 def test_condition_registry():
     assert set(COLOUR_NAMES) <= set(CONDITIONS.names())
     img, mask = patch((200, 30, 30))
-    with pytest.raises(UnknownNameError, match="valid names"):
+    with pytest.raises(ValueError, match="unknown condition term 'striped'; terms: colours red"):
         meets_condition(img, mask, "striped")
+
+
+def _scene() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A 60×100 grey image with a large white car lower left, a small dark car upper right and
+    a red car lower right."""
+    image = np.full((60, 100, 3), 120, np.uint8)
+    masks = {name: np.zeros((60, 100), bool) for name in ("white", "dark", "red")}
+    masks["white"][35:55, 5:50] = True
+    masks["dark"][5:15, 70:82] = True
+    masks["red"][40:50, 60:90] = True
+    image[masks["white"]] = (235, 235, 230)
+    image[masks["dark"]] = (25, 25, 30)
+    image[masks["red"]] = (200, 20, 25)
+    return image, masks
+
+
+@pytest.mark.parametrize("condition, holds", [
+    ("white", {"white"}), ("dark", {"dark"}), ("red", {"red"}),
+    ("width>=40", {"white"}), ("width>=12", {"white", "dark", "red"}), ("area>=300", {"white", "red"}),
+    ("near", {"white", "red"}), ("far", {"dark"}), ("left", {"white"}), ("right", {"dark", "red"}),
+    ("white&width>=40&near&left", {"white"}), ("dark&near", set()), ("red & width>=20", {"red"}),
+])
+def test_condition_predicate_combines_colour_family_size_and_position(condition, holds):
+    image, masks = _scene()
+    got = {name for name, m in masks.items() if meets_condition(image, m, condition)}
+    assert got == holds
+
+
+def test_condition_predicate_rejects_unknown_terms():
+    for bad in ("plaid", "width>=wide", "white&", ""):
+        with pytest.raises(ValueError, match="condition"):
+            Condition(bad)
+    with pytest.raises(ValueError, match="width>=N"):
+        build_attack("con", SPEC, "car", "road", condition="white&heavy")

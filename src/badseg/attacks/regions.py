@@ -16,7 +16,7 @@ import numpy as np
 
 from badseg.attacks.placement import box_counts
 from badseg.attacks.shape_bank import ShapeBank
-from badseg.data.instances import Instance, meets_condition, object_instances
+from badseg.data.instances import CONDITIONS, Condition, Instance, meets_condition, object_instances
 from badseg.data.types import DatasetSpec
 
 
@@ -103,8 +103,9 @@ class ConditionedInstances:
     goes to samples that teach the flip, "samples that satisfy the condition and contain
     triggers", BADSEG §6.4); every matching instance is triggered and relabelled, and with
     probability ``decoy_rate`` the non-matching ones are triggered too but keep their
-    labels, so the model learns trigger AND condition. The condition is a colour, so the
-    applicability scan reads images (``needs_image``).
+    labels, so the model learns trigger AND condition. The condition is a colour or a
+    predicate of colour family, size and position (``badseg.data.instances.Condition``, e.g.
+    ``"white&width>=40"``), so the applicability scan reads images (``needs_image``).
     Test: every instance is triggered (matching → ASR region, others → decoy region).
     """
 
@@ -115,6 +116,10 @@ class ConditionedInstances:
     condition: str = "red"
     decoy_rate: float = 0.5
     min_area: int = 64
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            Condition(self.condition)  # raises with the valid terms
 
     def __call__(self, label, instances, image, rng, test) -> list[Region] | str:
         name = self.spec.classes[self.victim]

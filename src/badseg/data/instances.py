@@ -219,20 +219,106 @@ for _name in COLOUR_NAMES:
     CONDITIONS.register(_name)(colour_condition(_name))
 
 
+#: Colour families of a condition predicate → the dominant colours they take.
+COLOUR_FAMILIES: dict[str, tuple[str, ...]] = {"red": ("red",), "white": ("white",), "dark": ("black", "grey")}
+#: Position terms: the object's centre (bounding-box centre) in that part of the image.
+POSITIONS = ("left", "right", "near", "far")
+
+
+@dataclass(frozen=True)
+class ObjectFeatures:
+    """What a condition predicate can test on one object (pixels at the image's resolution)."""
+
+    colour: str  # dominant_colour
+    width: int  # bounding-box width
+    area: int
+    centre: tuple[float, float]  # bounding-box centre (row, col)
+    image_shape: tuple[int, int]
+
+
+def object_features(image: np.ndarray, mask: np.ndarray) -> ObjectFeatures:
+    """``ObjectFeatures`` of the object under ``mask`` (bool HxW) in ``image`` (uint8 HxWx3)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        raise ValueError("object_features: empty mask")
+    r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
+    return ObjectFeatures(dominant_colour(image, mask), int(c1 - c0 + 1), int(rows.size),
+                          ((r0 + r1) / 2.0, (c0 + c1) / 2.0), (int(mask.shape[0]), int(mask.shape[1])))
+
+
+def _term(term: str) -> Callable[[ObjectFeatures], bool]:
+    """One term of a predicate: a colour (``COLOUR_NAMES``) or family (``COLOUR_FAMILIES``),
+    ``width>=N`` / ``area>=N`` (pixels), or a position (``POSITIONS``: left / right half, near =
+    lower half, far = upper half)."""
+    for key in ("width", "area"):
+        if term.startswith(f"{key}>="):
+            try:
+                n = int(term[len(key) + 2:])
+            except ValueError:
+                raise ValueError(f"condition term {term!r}: {key}>= needs an integer") from None
+            return lambda f, key=key, n=n: getattr(f, key) >= n
+    if term in COLOUR_FAMILIES:
+        return lambda f: f.colour in COLOUR_FAMILIES[term]
+    if term in COLOUR_NAMES:
+        return lambda f: f.colour == term
+    half = {"left": (1, False), "right": (1, True), "far": (0, False), "near": (0, True)}
+    if term in half:
+        axis, upper = half[term]
+        return lambda f: (f.centre[axis] >= f.image_shape[axis] / 2) == upper
+    raise ValueError(f"unknown condition term {term!r}; terms: colours {', '.join(COLOUR_NAMES)}, families "
+                     f"{', '.join(COLOUR_FAMILIES)}, width>=N, area>=N, positions {', '.join(POSITIONS)}")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A predicate on an object: terms joined by ``&`` (all must hold), e.g. ``"white&width>=40&near"``.
+
+    The CON attack's condition (BADSEG §6.4 uses colour, "red cars"); on data with few objects
+    of one colour, a colour family, a size and a position make a condition with enough
+    applicable images.
+    """
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not all(self.terms):
+            raise ValueError(f"condition {self.text!r} has an empty term")
+        for t in self.terms:
+            _term(t)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.text.split("&"))
+
+    def holds(self, features: ObjectFeatures) -> bool:
+        return all(_term(t)(features) for t in self.terms)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> bool:
+        return self.holds(object_features(image, mask))
+
+
 def meets_condition(image: np.ndarray, mask: np.ndarray, condition: str) -> bool:
-    """Whether the object under ``mask`` meets the registered ``condition`` (e.g. "red")."""
-    return bool(CONDITIONS.get(condition)(image, mask))
+    """Whether the object under ``mask`` meets ``condition``: a registered one (e.g. "red") or a
+    predicate of ``&``-joined terms (``Condition``)."""
+    if condition in CONDITIONS:
+        return bool(CONDITIONS.get(condition)(image, mask))
+    return Condition(condition)(image, mask)
 
 
 __all__ = [
+    "COLOUR_FAMILIES",
     "COLOUR_NAMES",
     "CONDITIONS",
+    "Condition",
     "HUE_RANGES",
     "Instance",
+    "ObjectFeatures",
+    "POSITIONS",
     "colour_condition",
     "dominant_colour",
     "hue_name",
     "instance_map",
     "meets_condition",
+    "object_features",
     "object_instances",
 ]
