@@ -70,3 +70,20 @@ def test_attack_options_are_checked_against_the_factory():
                       ("attack.vector=o2bb", "o2b")):
         with pytest.raises(ConfigError, match=word):
             load_config(None, [bad])
+
+
+def test_stealth_configs_poison_at_most_ten_percent_with_a_clean_reference():
+    stealth = sorted((Path(__file__).resolve().parents[1] / "configs" / "camvid" / "stealth").glob("*.yaml"))
+    assert {p.stem for p in stealth} >= {"o2b", "b2b"}
+    for path in stealth:
+        cfg = load_config(path, ["data.root=/elsewhere/camvid"])
+        assert cfg.data.root == "/elsewhere/camvid" and cfg.data.name == "camvid"
+        assert cfg.attack.rate <= 0.1 and cfg.clean_reference, path
+
+
+def test_search_objective_and_pattern_are_checked():
+    cfg = load_config(None, ["search.objective=learnability", "search.pattern=search"])
+    assert cfg.search.objective == "learnability" and cfg.search.pattern == "search"
+    for bad in ("search.objective=lira", "search.pattern=plaid", "search.holdout=1.0"):
+        with pytest.raises(ConfigError):
+            load_config(None, [bad])

@@ -180,3 +180,17 @@ def test_cli_optimize_trigger_and_rank_pairs_with_two_surrogates(tmp_path):
     r = runner.invoke(app, ["optimize-trigger", str(cfg_file), "--out", str(tmp_path / "trig"), "--set",
                             "search.steps=5"])
     assert r.exit_code == 2 and "different config" in r.output
+
+
+def test_learnability_search_from_a_config_holds_out_images_and_records_its_settings(tmp_path):
+    cfg = _cfg(trigger="auto", **{"search.objective": "learnability", "search.pattern": "search",
+                                  "search.holdout": 0.5})
+    train, _ = datasets_for(cfg)
+    resolved, _, record = resolve_auto(cfg, train, tmp_path, log=lambda *_: None)
+    saved = json.loads((tmp_path / "trigger" / "trigger.json").read_text())
+    n_applicable = saved["n_images"] + saved["settings"]["n_finetune"]
+    assert saved["settings"]["objective"] == "learnability" and saved["settings"]["holdout"] == 0.5
+    assert saved["n_images"] == round(0.5 * n_applicable) and saved["settings"]["n_finetune"] > 0
+    assert set(saved["options"]["pattern"]) == {"checker", "noise", "solid", "stripes"}
+    assert resolved.trigger.pattern.split(":")[0] == saved["chosen"]["pattern"]
+    assert all("finetune" in h for h in saved["history"])

@@ -112,20 +112,21 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
                                   limit=cfg.surrogate.limit).to(_device(model))
     renderer = RelaxedTrigger(space, s.min_size_px)
     objective: SurrogateObjective | LearnabilityObjective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
+    recorded: dict[str, Any] = {"stealth_weight": s.stealth_weight, "psnr_min": s.psnr_min, "pattern": s.pattern,
+                                "min_size_px": s.min_size_px, "objective": s.objective}
     if s.objective == "learnability":
         finetune, search_set = split_search_set(search_set, s.holdout, cfg.seed)
         t = cfg.train
-        objective = LearnabilityObjective(model, finetune, renderer,
-                                          AugmentConfig(tuple(t.scale_range), tuple(cfg.data.size), t.hflip),
-                                          s.inner_steps, s.inner_lr, s.batch_size, s.poison_fraction,
-                                          s.stealth_weight, s.psnr_min, cfg.seed)
+        augment = AugmentConfig(tuple(t.scale_range), tuple(cfg.data.size), t.hflip)
+        objective = LearnabilityObjective(model, finetune, renderer, augment, s.inner_steps, s.inner_lr, s.batch_size,
+                                          s.poison_fraction, s.stealth_weight, s.psnr_min, cfg.seed)
+        recorded.update(holdout=s.holdout, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
+                        poison_fraction=s.poison_fraction, n_finetune=len(finetune),
+                        augment={"scale_range": list(augment.scale_range), "crop": list(cfg.data.size),
+                                 "hflip": augment.hflip_p})
     settings = SearchSettings(s.steps, s.batch_size, s.lr, s.tau_start, s.tau_end, cfg.seed)
     result = optimize_trigger(search_set, renderer, objective, settings, progress)
-    result.settings.update(stealth_weight=s.stealth_weight, psnr_min=s.psnr_min, pattern=s.pattern,
-                           min_size_px=s.min_size_px, objective=s.objective)
-    if s.objective == "learnability":
-        result.settings.update(holdout=s.holdout, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
-                               poison_fraction=s.poison_fraction)
+    result.settings.update(recorded)
     sweep_options(result, search_set, renderer, objective)
     title = f"{attack.name.upper()} {victim} → {target}: option probabilities ({surrogate_model_name(cfg)})"
     write_search_outputs(result, out, title, extra={"vector": attack.name, "victim": victim, "target": target,
