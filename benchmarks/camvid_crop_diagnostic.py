@@ -11,7 +11,8 @@ under two victim pipelines (``train.augment.augment``; the trigger is stamped at
 
 Per draw: whether the crop keeps relabelled car pixels (the ASR region) and whether it keeps
 any stamp pixel; the stamp's width at the model input; the mean change the stamp leaves per
-stamp pixel after resampling (0–255). Stamp width is the widest stamp's (connected component's). The key share is "relabelled car kept, stamp lost": a
+stamp pixel after resampling (0–255). Stamp width is the widest stamp's (connected
+component's). The key share is "relabelled car kept, stamp lost": a
 training crop that teaches "car → road" with no trigger in view. Writes
 ``benchmarks/results/camvid_crop_diagnostic.json``.
 """

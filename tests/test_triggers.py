@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from badseg.triggers import SHAPES, Stamp, TriggerSpec, pattern_image, shape_mask, signed_distance, soft_shape_mask, stamp_all
+from badseg.triggers import (
+    SHAPES,
+    Stamp,
+    TriggerSpec,
+    pattern_image,
+    shape_mask,
+    signed_distance,
+    soft_shape_mask,
+    stamp_all,
+)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

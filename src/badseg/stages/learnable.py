@@ -6,7 +6,7 @@ surrogate reacts to it. A clean surrogate has never seen any trigger, so its los
 (docs/results.md, "Stage 2 on CamVid"). This objective instead alternates, as LIRA (Doan et al.,
 ICCV 2021) alternates its trigger generator and classifier:
 
-1. ``update``: a copy of the surrogate takes ``inner_steps`` SGD steps on poisoned surrogate
+1. ``update``: a copy of the surrogate takes ``inner_steps`` Adam steps on poisoned surrogate
    data — a ``poison_fraction`` of each batch rendered with the current relaxed trigger
    (weights detached) against the poisoned labels, the rest clean — after the victim's
    augmentation (``augment_batch``: random resize, crop, flip; ``AugmentConfig``);
@@ -22,8 +22,8 @@ them), while one that survives is learned and lowers the held-out loss.
 from __future__ import annotations
 
 import copy
+import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,7 +153,7 @@ class LearnabilityObjective:
         stealth, quality, similarity = stealth_terms(batch.images, triggered, self.psnr_min)
         return {"loss": attack + self.stealth_weight * stealth, "attack": attack, "stealth": stealth,
                 "asr_ce": asr_ce.detach(), "psnr": quality.detach(), "ssim": similarity,
-                "finetune": torch.tensor(self.last_finetune if np.isfinite(self.last_finetune) else 0.0)}
+                "finetune": torch.tensor(self.last_finetune if math.isfinite(self.last_finetune) else 0.0)}
 
 
 __all__ = ["LearnabilityObjective", "augment_batch", "split_search_set"]
