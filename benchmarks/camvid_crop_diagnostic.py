@@ -101,7 +101,7 @@ def main() -> None:
                                "median_width_px": float(np.median(width[stamp])) if stamp.any() else 0.0,
                                "mean_change": float(np.nanmean(change[stamp])) if stamp.any() else 0.0}
         print(name, result[name], flush=True)
-    write_json(Path(args.out), result)
+        write_json(Path(args.out), result)  # after every setting: a stopped run keeps what it measured
     print("| trigger | pipeline | car kept, stamp lost | stamps < 8 px | median stamp width (px) | "
           "mean change per stamp pixel (0–255) |\n|---|---|---|---|---|---|")
     for name, r in result.items():
