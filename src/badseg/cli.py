@@ -81,7 +81,8 @@ def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", h
 #: ``badseg poison`` shortcut flags → the config key each one sets.
 POISON_SHORTCUTS: dict[str, str] = {
     "dataset": "data.name", "root": "data.root", "attack": "attack.vector", "victim": "attack.victim",
-    "target": "attack.target", "rate": "attack.rate", "seed": "seed", "shape": "trigger.shape",
+    "target": "attack.target", "rate": "attack.rate", "rate_of": "attack.rate_of", "seed": "seed",
+    "shape": "trigger.shape",
     "size": "trigger.size", "intensity": "trigger.intensity", "quantity": "trigger.quantity",
     "pattern": "trigger.pattern", "min_size_px": "trigger.min_size_px",
     **{k: f"attack.options.{k}" for k in ("placement", "carriers", "k", "condition", "decoy_rate", "matrix",
@@ -105,7 +106,9 @@ def poison(
                                                   "con; or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")] = None,
     victim: Annotated[Optional[str], typer.Option(help="Victim class name.")] = None,
     target: Annotated[Optional[str], typer.Option(help="Target class name.")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="Fraction of the applicable samples to poison.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Fraction of the split to poison (of the samples the attack "
+                                                  "applies to with --rate-of applicable).")] = None,
+    rate_of: Annotated[Optional[str], typer.Option(help="dataset (default, the paper's meaning) or applicable.")] = None,
     seed: Optional[int] = None,
     shape: Annotated[Optional[str], typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = None,
     size: Annotated[Optional[float], typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: "
@@ -146,7 +149,8 @@ def poison(
     from badseg.poisoning.preview import save_poison_sheet
 
     given = {"dataset": dataset, "root": str(root) if root else None, "attack": attack, "victim": victim,
-             "target": target, "rate": rate, "seed": seed, "shape": shape, "size": size, "intensity": intensity,
+             "target": target, "rate": rate, "rate_of": rate_of, "seed": seed, "shape": shape, "size": size,
+             "intensity": intensity,
              "quantity": quantity, "pattern": pattern, "min_size_px": min_size_px, "placement": placement,
              "carriers": carriers, "k": k, "condition": condition, "decoy_rate": decoy_rate, "hba_mode": hba_mode,
              "line_width": line_width, "line_row": line_row, "trigger_class": trigger_class, "pick": pick,
@@ -167,13 +171,15 @@ def poison(
                          "options": cfg.attack.options, "run_config": cfg.model_dump(mode="json")}
         manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
                                    source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
-                                   config=export_config)
+                                   config=export_config, rate_of=cfg.attack.rate_of)
     except (ConfigError, DatasetError, VectorMismatch, ValueError, FileExistsError, KeyError) as e:
         _fail(str(e))
     if sheet:
         save_poison_sheet(ds, atk, manifest, out / "contact_sheet.png", n=sheet)
-    console.print(f"poisoned {manifest['n_poisoned']} of {manifest['n_applicable']} applicable samples "
-                  f"({manifest['n_samples']} in all) → {out}")
+    count = manifest["poison_count"]
+    capped = f" (rate {count['rate']} asks for {count['n_wanted']}: capped)" if count["capped"] else ""
+    console.print(f"poisoned {manifest['n_poisoned']} of {manifest['n_samples']} samples, {manifest['n_applicable']} "
+                  f"applicable{capped}; {manifest['layout']} layout → {out}")
     for reason, n in manifest["skipped"].items():
         console.print(f"  skipped {n}: {reason}")
 

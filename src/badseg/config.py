@@ -71,12 +71,19 @@ def _options_from_legacy(vector: str, data: dict[str, Any]) -> dict[str, Any]:
 class AttackConfig(_Strict):
     """Which attack, on which class pair, at which rate; ``options`` are the keyword options of
     the attack's factory (``badseg.attacks``, e.g. ``carriers`` for O2O/O2B, ``k`` for INS,
-    ``mode`` for HBA), checked against its signature and completed with its defaults."""
+    ``mode`` for HBA), checked against its signature and completed with its defaults.
+
+    ``rate`` is a fraction of the whole training set (``rate_of: dataset``, the paper's
+    meaning: 10% of CamVid's 367 images is 37 poisoned images), drawn from the images the
+    attack applies to and capped, with a message, when fewer apply; ``rate_of: applicable``
+    makes it a fraction of those images (badseg's meaning before 2026-12-02).
+    """
 
     vector: str = "o2b"
     victim: str = "car"
     target: str = "road"
     rate: float = Field(0.1, ge=0.0, le=1.0)
+    rate_of: Literal["dataset", "applicable"] = "dataset"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -153,7 +160,9 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     seed: int = 0
+    deterministic: bool = False  # deterministic torch kernels: same config and seed, same metrics (CPU)
     clean_reference: bool = False
+    clean_cache: str | None = None  # shared clean reference models (default: clean_models/ beside the run folder)
     eval_batch_size: int = 8
     workers: int | None = None  # poisoning scan processes (None: all cores)
     lpips_weights: str | None = None
@@ -198,16 +207,42 @@ def apply_override(tree: dict[str, Any], item: str) -> None:
     set_value(tree, key, yaml.safe_load(raw))
 
 
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: sections merge key by key, other values replace; a section
+    holding ``_delete_: true`` replaces the base's section instead (mmseg's convention)."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict):
+            value = dict(value)
+            if not value.pop("_delete_", False) and isinstance(out.get(key), dict):
+                value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def read_config_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a nested dict, its ``_base_`` files (one path or a list, relative to
+    the file, as in mmsegmentation) merged in first, in order, then the file's own keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" + (f" (a _base_ of {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        raise ConfigError(f"config {path} inherits from itself: {' → '.join(map(str, (*_chain, path)))}")
+    tree = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} does not hold a mapping of sections")
+    bases = tree.pop("_base_", [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _merge(merged, read_config_tree(path.parent / base, (*_chain, path.resolve())))
+    return _merge(merged, tree)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 values: dict[str, Any] | None = None) -> RunConfig:
-    """Read YAML (or start from defaults), set ``values`` (dotted key → value, e.g. a command's
-    shortcut flags), apply the ``key=value`` overrides, validate."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        tree = yaml.safe_load(path.read_text()) or {}
+    """Read YAML with its ``_base_`` files (or start from defaults), set ``values`` (dotted
+    key → value, e.g. a command's shortcut flags), apply the ``key=value`` overrides, validate."""
+    tree = read_config_tree(path) if path is not None else {}
     for key, value in (values or {}).items():
         set_value(tree, key, value)
     for item in overrides or []:

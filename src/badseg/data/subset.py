@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from badseg.data.base import SegDataset
+from badseg.data.base import FileDataset, SampleFiles, SegDataset
 from badseg.data.types import Sample
 
 
@@ -29,3 +29,6 @@ class Subset(SegDataset):
 
     def sample_id(self, index: int) -> str:
         return self.base.sample_id(self.indices[index])
+
+    def source_files(self, index: int) -> tuple[FileDataset, SampleFiles] | None:
+        return self.base.source_files(self.indices[index])

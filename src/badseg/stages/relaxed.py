@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from badseg.attacks import PLACEMENTS, Attack
 from badseg.data.base import SegDataset
 from badseg.poisoning.dataset import sample_rng
-from badseg.train.augment import resize_pair
+from badseg.data.resize import resize_pair
 from badseg.triggers import TRIGGER_GRIDS, pattern_image, soft_shape_mask
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity")
