@@ -142,15 +142,16 @@ def check_run_dir(cfg: RunConfig, out: str | Path) -> None:
     atomic_write_bytes(resolved, dump_config(cfg).encode())
 
 
-#: The config sections that decide a clean reference model (data less its test-set fields).
+#: ``data`` fields that concern only the test set, so not a clean reference model.
 _TEST_ONLY = {"test_split", "test_length", "limit_test"}
 
 
 def clean_model_key(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
-    """A stable hash (16 hex digits), and what it hashes, of what a clean reference model depends on: the training
-    data (``data`` less its test-set fields, and the surrogate hold-out when the BADSEG stages
-    take the surrogate's images from the training split), ``model``, ``train`` and ``seed``.
-    Runs that differ only in the attack, trigger, rate or evaluation share the key."""
+    """A stable hash (16 hex digits) of what a clean reference model depends on, and what it
+    hashes: the training data (``data`` less its test-set fields, and the surrogate hold-out
+    when the BADSEG stages take the surrogate's images from the training split), ``model``,
+    ``train`` and ``seed``. Runs that differ only in the attack, trigger, rate or evaluation
+    share the key."""
     data = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k not in _TEST_ONLY}
     stages = cfg.trigger == "auto" or cfg.pair == "auto"
     holdout = ({"fraction": cfg.surrogate.fraction, "limit": cfg.surrogate.limit}
