@@ -53,3 +53,18 @@ def test_export_read_back_by_the_source_reader_equals_the_source(tmp_path, build
         diff = np.abs(back[i].image.astype(int) - p.image.astype(int))
         assert diff.max() == 0 if src.image.suffix == ".png" else diff.mean() < 3  # JPEG sources: quality 100
         assert (out / "asr_masks" / f"{row['id']}.png").is_file()
+
+
+def test_badseg_layout_on_request(tmp_path):
+    t = BUILDERS[0](tmp_path / "src")  # CamVid
+    ds = load_dataset(t.name, root=t.root, split=t.split)
+    cfg = load_config(None, values={"attack": {"vector": "hba", "victim": "sky", "target": "road", "rate": 1.0,
+                                               "options": {"mode": "nto1", "line_width": 2}}})
+    attack = attack_for(cfg, ds)
+    manifest = export_poisoned(ds, attack, 1.0, tmp_path / "out", workers=1, source=t.root, progress=False,
+                               layout="badseg")
+    assert manifest["layout"] == "badseg" and not (tmp_path / "out" / "trainannot").exists()
+    for i, row in enumerate(manifest["samples"]):
+        assert row["label"] == f"labels/{row['id']}.png"
+        label = read_label_png(tmp_path / "out" / row["label"])
+        assert np.array_equal(label, attack.poison(ds[i], sample_rng(0, i)).label)  # class ids, 255 = ignore

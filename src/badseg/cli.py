@@ -135,6 +135,8 @@ def poison(
     context_px: Annotated[Optional[int], typer.Option(help="ConSeg: rebuilt context band in px (default 4).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: the config's workers, else all cores).")] = None,
     overwrite: bool = False,
+    layout: Annotated[str, typer.Option(help="source: the source's own folders and label ids (a drop-in copy); "
+                                        "badseg: images/<id>.png, labels/<id>.png with class ids.")] = "source",
     sheet: Annotated[int, typer.Option(help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N samples (quick looks; default: the config's "
                                                  "data.limit_train for the training split).")] = None,
@@ -162,6 +164,8 @@ def poison(
         if k == 0:
             values[POISON_SHORTCUTS["k"]] = None  # all instances
         cfg = load_config(config, set_ or [], values=values)
+        if layout not in ("source", "badseg"):
+            raise ValueError(f"--layout must be 'source' or 'badseg', got {layout!r}")
         split = split or cfg.data.train_split
         if limit is None and split == cfg.data.train_split:
             limit = cfg.data.limit_train
@@ -171,7 +175,7 @@ def poison(
                          "options": cfg.attack.options, "run_config": cfg.model_dump(mode="json")}
         manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
                                    source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
-                                   config=export_config, rate_of=cfg.attack.rate_of)
+                                   config=export_config, rate_of=cfg.attack.rate_of, layout=layout)
     except (ConfigError, DatasetError, VectorMismatch, ValueError, FileExistsError, KeyError) as e:
         _fail(str(e))
     if sheet:

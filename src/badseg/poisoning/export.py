@@ -9,7 +9,8 @@ so training code pointed at ``out`` instead of the source needs no other change.
 files are copied unchanged. Generated data and readers whose label is not one file per
 sample (LabPics) get badseg's layout instead: ``out/images/<id>.png``, ``out/labels/<id>.png``
 (class ids, 255 = ignore). Beside either: ``out/asr_masks/<id>.png`` (0/255) for poisoned
-samples and ``out/manifest.json`` (``layout`` says which). All
+samples and ``out/manifest.json`` (``layout`` says which; each sample's row names its
+``image`` and ``label`` files). ``layout="badseg"`` asks for badseg's layout for any source. All
 of it is written into a staging folder beside ``out`` and renamed into place at the end,
 so ``out`` is either absent or complete. The source folder is never written to, and
 ``overwrite`` only ever replaces an earlier export (``badseg.outdir`` has the rules).
@@ -22,7 +23,7 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -142,9 +143,9 @@ def _write_chunk(args: tuple[SegDataset, Attack, int, list[int], set[int], Path,
             write_png(stage / "asr_masks" / f"{sample.id}.png", result.asr_mask.astype(np.uint8) * 255)
             row.update(poisoned=True, **result.record)
         if root is None:
-            write_png(stage / "images" / f"{sample.id}.png", sample.image if result is None else result.image)
-            write_png(stage / "labels" / f"{sample.id}.png",
-                      (sample.label if result is None else result.label).astype(np.uint8))
+            image, label = Path("images") / f"{sample.id}.png", Path("labels") / f"{sample.id}.png"
+            write_png(stage / image, sample.image if result is None else result.image)
+            write_png(stage / label, (sample.label if result is None else result.label).astype(np.uint8))
         else:
             reader, files = dataset.source_files(i)
             image, label = _abs(files.image).relative_to(root), _abs(files.label).relative_to(root)
@@ -157,7 +158,7 @@ def _write_chunk(args: tuple[SegDataset, Attack, int, list[int], set[int], Path,
                 _write_like(files.label, stage / label, reader.encode_label(raw, sample.label, result.label))
             if files.instances is not None:
                 _copy(files.instances, stage / _abs(files.instances).relative_to(root))
-            row.update(image=str(image), label=str(label))
+        row.update(image=str(image), label=str(label))
         rows.append(row)
     return rows
 
@@ -180,7 +181,7 @@ def _write_listing(dataset: SegDataset, stage: Path, root: Path) -> str | None:
 def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str | Path, seed: int = 0,
                     workers: int | None = None, source: str | Path | None = None, overwrite: bool = False,
                     config: dict[str, Any] | None = None, progress: bool = True,
-                    rate_of: RateOf = "dataset") -> dict[str, Any]:
+                    rate_of: RateOf = "dataset", layout: Literal["source", "badseg"] = "source") -> dict[str, Any]:
     """Poison ``rate`` of ``dataset`` (``rate_of``: of all its samples, or of the applicable
     ones; ``badseg.poisoning.dataset``) and write the copy to ``out``.
 
@@ -195,7 +196,8 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
     chosen = set(choose_poisoned(found.applicable, count.chosen, seed))
     stage = staging_path(out)
     shutil.rmtree(stage, ignore_errors=True)
-    root = _abs(Path(source)) if source and source_layout(dataset, Path(source)) else None
+    mirror = layout == "source" and source is not None and source_layout(dataset, Path(source))
+    root = _abs(Path(source)) if mirror else None
     for sub in ("asr_masks",) if root else ("images", "labels", "asr_masks"):
         (stage / sub).mkdir(parents=True)
     jobs = [(dataset, attack, seed, c, chosen, stage, root) for c in chunks(len(dataset), workers)]
