@@ -6,7 +6,7 @@ Run: ``python benchmarks/camvid_legibility.py`` after ``benchmarks/camvid_table.
 For every backdoored model of the CamVid table (``runs/camvid_table/<vector>-<rate>``):
 
 1. its ASR on its own poisoned test set, broken down by the width of the trigger stamp once the
-   360×480 image is shrunk to the 144×192 input (``asr_by_stamp_px`` of ``badseg.evaluate``);
+   360×480 image is shrunk to the 144×192 input (``asr_by_stamp_px``, ``badseg.metrics.stamp_width``);
 2. its ASR on the poisoned test set rebuilt with a stamp-width floor of ``FLOOR_PX`` native
    pixels (10 px at the input): the same model, only the test images whose victim object can
    hold a legible stamp, stamped at least that wide.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from camvid_common import CONFIGS, ROOT, SCHEDULE, evaluate_checkpoint, fmt, write_result
 from camvid_table import TRIGGERS
-from badseg.evaluate import STAMP_PX_BINS
+from badseg.metrics.stamp_width import STAMP_PX_BINS
 
 #: Stamp-width floor in native CamVid pixels: 25 of 480 → 10 of the 192-pixel-wide input.
 FLOOR_PX = 25

@@ -40,7 +40,8 @@ TRIGGERS = {
     "o2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "o2b": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "b2o": ["trigger.size=0.3", "trigger.intensity=0.8"],
-    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6", "attack.options.placement=random_inside"],
+    "b2b": ["trigger.size=0.06", "trigger.intensity=0.8", "trigger.quantity=6",
+            "attack.options.placement=random_inside"],
     "ins": ["trigger.size=0.3", "trigger.intensity=0.8"],
     "con": ["trigger.size=0.3", "trigger.intensity=0.8"],
 }
@@ -68,8 +69,10 @@ def main() -> None:
         m = badseg_run(CONFIGS / f"{vector}.yaml", args.out / f"{vector}-{rate:g}", overrides)
         rows.append({"vector": vector, "rate": rate, "overrides": overrides, **m})
     clean_run = args.clean_from or args.out / f"{runs[0][1]}-{runs[0][0]:g}"
-    clean = json.loads((clean_run / "metrics.json").read_text())["clean_model_cba"]
-    clean_asr = {v: evaluate_checkpoint(clean_run / "clean" / "last.pt", CONFIGS / f"{v}.yaml",
+    clean_metrics = json.loads((clean_run / "metrics.json").read_text())
+    clean = clean_metrics["clean_model_cba"]
+    clean_dir = Path(clean_metrics["clean_model"]["folder"]) if "clean_model" in clean_metrics else clean_run / "clean"
+    clean_asr = {v: evaluate_checkpoint(clean_dir / "last.pt", CONFIGS / f"{v}.yaml",
                                         SCHEDULE + TRIGGERS[v] + args.extra)["asr"]
                  for v in args.vectors}  # the same poisoned test set at every rate
     print(f"clean model CBA: {fmt(clean)}")

@@ -19,7 +19,7 @@ from scipy import ndimage
 from camvid_common import load_run_config, poisoned_test_set
 from badseg.evaluate import predict
 from badseg.models import build_model
-from badseg.train.augment import resize_label, resize_pair
+from badseg.data.resize import resize_label, resize_pair
 
 
 def flip_breakdown(run: Path) -> dict[str, dict[str, float]]:

@@ -58,10 +58,13 @@ def test_a_run_folder_written_before_attack_options_still_resumes(tmp_path):
     fixture = Path(__file__).with_name("fixtures") / "run_config_flat_attack.yaml"
     (tmp_path / "config.yaml").write_text(fixture.read_text())
     (tmp_path / "backdoored").mkdir()  # the run had started
-    base = ["attack.vector=ins", "attack.rate=0.2", "data.train_length=16", "data.test_length=8", "train.epochs=1"]
+    base = ["attack.vector=ins", "attack.rate=0.2", "data.train_length=16", "data.test_length=8", "train.epochs=1",
+            "attack.rate_of=applicable"]  # the rate's meaning then
     check_run_dir(load_config(None, [*base, "attack.options.k=null"]), tmp_path)  # the same run: no error
     with pytest.raises(ConfigError, match="different config"):
         check_run_dir(load_config(None, [*base, "attack.options.k=1"]), tmp_path)
+    with pytest.raises(ConfigError, match="rate_of=applicable resumes it"):  # today's default meaning differs
+        check_run_dir(load_config(None, [*base[:-1], "attack.options.k=null"]), tmp_path)
 
 
 def test_attack_options_are_checked_against_the_factory():
@@ -88,3 +91,33 @@ def test_search_objective_and_pattern_are_checked():
     for bad in ("search.objective=lira", "search.pattern=plaid", "search.holdout=1.0"):
         with pytest.raises(ConfigError):
             load_config(None, [bad])
+
+
+def test_configs_inherit_from_their_base_files(tmp_path):
+    (tmp_path / "common.yaml").write_text("data: {name: camvid, size: [64, 96]}\ntrain: {epochs: 3, lr: 0.01}\n"
+                                          "attack: {options: {carriers: all}}\n")
+    (tmp_path / "schedule.yaml").write_text("train: {epochs: 5}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "o2b.yaml").write_text("_base_: [../common.yaml, ../schedule.yaml]\n"
+                                               "data: {size: [32, 48]}\nattack: {vector: o2b, rate: 0.3}\n")
+    cfg = load_config(tmp_path / "sub" / "o2b.yaml")
+    assert cfg.data.name == "camvid" and cfg.data.size == (32, 48)  # sections merge key by key
+    assert (cfg.train.epochs, cfg.train.lr) == (5, 0.01)  # later bases win, then the file itself
+    assert cfg.attack.rate == 0.3 and cfg.attack.options["carriers"] == "all"
+    (tmp_path / "replace.yaml").write_text("_base_: common.yaml\ntrain: {_delete_: true, epochs: 2}\n")
+    assert load_config(tmp_path / "replace.yaml").train.lr == RunConfig().train.lr  # _delete_: no merge
+    (tmp_path / "loop.yaml").write_text("_base_: loop.yaml\n")
+    (tmp_path / "missing.yaml").write_text("_base_: nowhere.yaml\n")
+    for name, word in (("loop.yaml", "itself"), ("missing.yaml", "nowhere.yaml")):
+        with pytest.raises(ConfigError, match=word):
+            load_config(tmp_path / name)
+
+
+def test_the_shipped_configs_share_their_common_sections():
+    for dataset in ("camvid", "cityscapes", "bdd100k"):
+        root = Path(__file__).resolve().parents[1] / "configs" / dataset
+        common = load_config(root / "common.yaml")
+        for path in root.rglob("*.yaml"):
+            assert "data:" not in path.read_text() or path.name == "common.yaml", path
+            cfg = load_config(path)
+            assert (cfg.data, cfg.model, cfg.train) == (common.data, common.model, common.train), path

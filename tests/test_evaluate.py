@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from badseg.attacks import build_attack
-from badseg.evaluate import StampWidthBreakdown, evaluate, stamp_px_at_input
+from badseg.evaluate import evaluate
+from badseg.metrics.stamp_width import StampWidthBreakdown, stamp_px_at_input
 from badseg.poisoning import PoisonedTestSet
 from badseg.triggers import TriggerSpec
 
@@ -54,7 +55,7 @@ def test_evaluate_breakdown_covers_every_poisoned_pixel(synthetic) -> None:
     test = PoisonedTestSet(synthetic, attack, seed=0)
     n = synthetic.spec.num_classes
     for cls, want in ((attack.target, 1.0), ((attack.target + 1) % n, 0.0)):
-        m = evaluate(_Constant(n, cls), synthetic, test, (64, 128), attack.target, progress=False)
+        m = evaluate(_Constant(n, cls), synthetic, test, (64, 128), attack.target, progress=False).metrics()
         rows = m["asr_by_stamp_px"]
         assert sum(r["images"] for r in rows) == len(test)
         assert sum(r["asr_pixels"] for r in rows) == m["n_asr_pixels"]

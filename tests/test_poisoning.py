@@ -12,7 +12,7 @@ import pytest
 from badseg.attacks import build_attack
 from badseg.data import load_dataset
 from badseg.data.io import read_label_png, read_rgb
-from badseg.poisoning import PoisonedDataset, PoisonedTestSet, export_poisoned, scan
+from badseg.poisoning import PoisonedDataset, PoisonedTestSet, export_poisoned, poison_count, scan
 from badseg.triggers import TriggerSpec
 
 TRIGGER = TriggerSpec("circle", 1 / 4, 0.8)
@@ -41,12 +41,25 @@ def camvid_copy(camvid_root, tmp_path):
     return root
 
 
-def test_rate_is_over_applicable_samples_and_worker_count_does_not_matter(synthetic):
+def test_rate_counts_and_its_cap():
+    paper = poison_count(0.1, 367, 300)  # the paper's meaning: a fraction of the whole training set
+    assert (paper.wanted, paper.chosen, paper.capped) == (37, 37, False)
+    few = poison_count(0.1, 367, 20)
+    assert (few.wanted, few.chosen, few.capped) == (37, 20, True) and "capped" in few.message()
+    old = poison_count(0.1, 367, 300, "applicable")
+    assert (old.wanted, old.chosen) == (30, 30)
+    assert few.to_dict()["n_samples"] == 367 and few.to_dict()["n_applicable"] == 20
+
+
+def test_rate_is_over_the_chosen_base_and_worker_count_does_not_matter(synthetic):
     attack = build_attack("o2b", synthetic.spec, "car", "road", TRIGGER)
-    one = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=1)
-    two = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=2)
+    one = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=1, rate_of="applicable")
+    two = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, workers=2, rate_of="applicable")
     assert one.scan.reasons == two.scan.reasons
     assert len(one.poisoned_indices) == round(0.5 * len(one.scan.applicable))
+    whole = PoisonedDataset(synthetic, attack, rate=0.5, seed=3, scan_result=one.scan)
+    assert len(whole.poisoned_indices) == min(round(0.5 * len(synthetic)), len(one.scan.applicable))
+    assert set(whole.poisoned_indices) <= set(one.scan.applicable)
     assert one.poisoned_indices == two.poisoned_indices
     i = one.poisoned_indices[0]
     assert np.array_equal(one[i].image, two[i].image) and np.array_equal(one[i].label, two[i].label)
@@ -76,17 +89,18 @@ def test_export_is_deterministic_safe_and_complete(camvid_copy, tmp_path):
     manifest = json.loads((tmp_path / "p1" / "manifest.json").read_text())
     assert manifest == json.loads(json.dumps(m1)) and m1["samples"] == m2["samples"]
     poisoned = [r for r in manifest["samples"] if r["poisoned"]]
-    assert len(poisoned) == manifest["n_poisoned"] == round(0.5 * manifest["n_applicable"])
+    assert len(poisoned) == manifest["n_poisoned"] == min(round(0.5 * manifest["n_samples"]), manifest["n_applicable"])
+    assert manifest["layout"] == "source" and manifest["listing"] == "val.txt"
     assert sorted(p.stem for p in (tmp_path / "p1" / "asr_masks").iterdir()) == sorted(r["id"] for r in poisoned)
     for r in poisoned:
         assert r["stamps"] and r["stamps"][0]["size_px"] >= 4 and len(r["stamps"][0]["centre"]) == 2
         asr = read_label_png(tmp_path / "p1" / "asr_masks" / f"{r['id']}.png") > 0
         assert asr.sum() == r["asr_pixels"]
-        new = read_label_png(tmp_path / "p1" / "labels" / f"{r['id']}.png")
+        new = read_label_png(tmp_path / "p1" / r["label"])  # CamVid's own ids
         assert (new[asr] == ds.spec.class_id("road")).all()
     clean = next(r for r in manifest["samples"] if not r["poisoned"])
     s = ds[clean["index"]]
-    assert np.array_equal(read_rgb(tmp_path / "p1" / "images" / f"{clean['id']}.png"), s.image)
+    assert np.array_equal(read_rgb(tmp_path / "p1" / clean["image"]), s.image)
     assert all(("skip_reason" in r) == (r["index"] not in _applicable(manifest)) for r in manifest["samples"])
 
 

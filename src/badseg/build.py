@@ -10,7 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,32 +76,52 @@ def attack_for(cfg: RunConfig, dataset: SegDataset) -> Attack:
 
 def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: str | Path, *, model: ModelConfig,
                 size: tuple[int, int], seed: int, epochs: int | None = None, net: SegModel | None = None,
-                lr: float | None = None, loss_fn: LossFn = pixel_cross_entropy) -> tuple[SegModel, dict[str, Any]]:
+                lr: float | None = None, loss_fn: LossFn = pixel_cross_entropy,
+                deterministic: bool = False) -> tuple[SegModel, dict[str, Any]]:
     """Build ``model`` and train it on ``dataset`` with ``train``'s schedule (``fit``) in ``out``,
     resuming from ``out/last.pt`` when it is there. The victim, the clean reference and the
     BADSEG surrogate all train through here; ``epochs`` overrides ``train.epochs`` (surrogate).
     The defenses continue training a given ``net`` instead of a new one, optionally at another
     ``lr`` and with their own ``loss_fn`` (fine-tuning, ABL).
 
+    ``seed`` fixes the initial weights (``build_model(..., seed=)``), the shuffle, the
+    augmentation and dropout: two calls with the same model and seed start from identical
+    weights whatever ran before them. ``deterministic`` restricts torch to deterministic kernels.
+
     Returns (the trained model in eval mode, ``fit``'s summary).
     """
-    net = build_model(model.name, num_classes, pretrained=model.pretrained) if net is None else net
+    net = build_model(model.name, num_classes, pretrained=model.pretrained, seed=seed) if net is None else net
     data = SegTorchDataset(dataset, size=size, augment=AugmentConfig(tuple(train.scale_range), size, train.hflip),
                            seed=seed)
     fit_cfg = FitConfig(epochs=epochs or train.epochs, batch_size=train.batch_size, lr=train.lr if lr is None else lr,
                         optimizer=train.optimizer, weight_decay=train.weight_decay, num_workers=train.num_workers,
-                        seed=seed)
+                        seed=seed, deterministic=deterministic)
     summary = fit(net, data, fit_cfg, out, resume=True, loss_fn=loss_fn)
     return net, summary
+
+
+#: Fields whose default changed meaning, with the value a ``config.yaml`` written before the
+#: field existed had (a field merely added since takes its default).
+BEFORE_FIELD: dict[tuple[str, str], Any] = {("attack", "rate_of"): "applicable"}
+
+
+def stored_config(stored: str) -> RunConfig:
+    """The config a run folder's ``config.yaml`` text describes, read as the badseg that wrote
+    it meant it (``BEFORE_FIELD``; flat attack keys of folders from before ``attack.options``)."""
+    tree = yaml.safe_load(stored) or {}
+    for (section, key), value in BEFORE_FIELD.items():
+        if isinstance(tree.get(section), dict) and key not in tree[section]:
+            tree[section][key] = value
+    with warnings.catch_warnings():  # a folder written before attack.options: its flat keys are expected
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return RunConfig.model_validate(tree)
 
 
 def same_config(stored: str, cfg: RunConfig) -> bool:
     """Whether a run folder's resolved ``config.yaml`` text describes ``cfg``. Compared as parsed
     configs, so a field added to badseg since (at its default) does not orphan finished runs."""
     try:
-        with warnings.catch_warnings():  # a folder written before attack.options: its flat keys are expected
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return RunConfig.model_validate(yaml.safe_load(stored) or {}) == cfg
+        return stored_config(stored) == cfg
     except (ValidationError, ValueError):
         return False
 
@@ -115,7 +140,11 @@ def check_run_dir(cfg: RunConfig, out: str | Path) -> None:
     resolved = out / RUN_CONFIG
     started = out.is_dir() and any(p.name != RUN_CONFIG for p in out.iterdir())
     if resolved.is_file() and started and not same_config(resolved.read_text(), cfg):
-        raise ConfigError(f"{out} holds a run with a different config ({resolved}); choose a new --out")
+        hint = ""
+        if "rate_of" not in resolved.read_text():
+            hint = (" (it was written before attack.rate_of and poisoned a fraction of the applicable images: "
+                    "--set attack.rate_of=applicable resumes it)")
+        raise ConfigError(f"{out} holds a run with a different config ({resolved}){hint}; choose a new --out")
 
 
 def write_run_config(cfg: RunConfig, out: str | Path) -> None:
@@ -123,3 +152,64 @@ def write_run_config(cfg: RunConfig, out: str | Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / RUN_CONFIG, dump_config(cfg).encode())
+
+
+#: ``data`` fields that concern only the test set, so not a clean reference model.
+_TEST_ONLY = {"test_split", "test_length", "limit_test"}
+
+
+def clean_model_key(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
+    """A stable hash (16 hex digits) of what a clean reference model depends on, and what it
+    hashes: the training data (``data`` less its test-set fields, and the surrogate hold-out
+    when the BADSEG stages take the surrogate's images from the training split), ``model``,
+    ``train`` and ``seed``. Runs that differ only in the attack, trigger, rate or evaluation
+    share the key."""
+    data = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k not in _TEST_ONLY}
+    stages = cfg.trigger == "auto" or cfg.pair == "auto"
+    holdout = ({"fraction": cfg.surrogate.fraction, "limit": cfg.surrogate.limit}
+               if stages and cfg.surrogate.split is None else None)
+    key = {"data": data, "holdout": holdout, "model": cfg.model.model_dump(mode="json"),
+           "train": cfg.train.model_dump(mode="json"), "seed": cfg.seed}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16], key
+
+
+def clean_model_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
+    """The shared folder of ``cfg``'s clean reference model: ``cfg.clean_cache`` (default
+    ``clean_models/`` beside the run folder) / ``clean_model_key(cfg)``."""
+    cache = Path(cfg.clean_cache) if cfg.clean_cache else Path(run_dir).parent / "clean_models"
+    return cache / clean_model_key(cfg)[0]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) for the block: runs in other processes wait."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def clean_reference_model(cfg: RunConfig, train: SegDataset, run_dir: str | Path) -> tuple[SegModel, dict[str, Any]]:
+    """The clean reference of a run: ``cfg.model`` trained on the unpoisoned ``train`` with
+    ``cfg.train``'s schedule and ``cfg.seed`` — the backdoored model's initial weights — shared
+    by every run with the same data, model, schedule and seed (``clean_model_key``).
+
+    It lives in ``clean_model_dir(cfg, run_dir)`` with ``key.json`` (what the key hashes); the
+    first run trains it there (resumable), later runs load it, and concurrent runs (a sweep)
+    wait on a lock instead of training it twice. Returns (model in eval mode, ``fit``'s summary
+    plus ``folder``, ``key`` and ``reused``: whether it had been trained before).
+    """
+    key, content = clean_model_key(cfg)
+    folder = clean_model_dir(cfg, run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / ".lock"):
+        meta = folder / "key.json"
+        if meta.is_file() and json.loads(meta.read_text()) != content:
+            raise ConfigError(f"{folder} holds a clean model for other settings ({meta}); remove it")
+        if not meta.is_file():
+            atomic_write_bytes(meta, json.dumps(content, indent=2).encode())
+        model, summary = train_model(cfg.train, train, train.spec.num_classes, folder, model=cfg.model,
+                                     size=tuple(cfg.data.size), seed=cfg.seed, deterministic=cfg.deterministic)
+    return model, {**summary, "folder": str(folder), "key": key, "reused": summary.get("iterations") == 0}

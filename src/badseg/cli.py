@@ -117,7 +117,8 @@ def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", h
 #: ``badseg poison`` shortcut flags → the config key each one sets.
 POISON_SHORTCUTS: dict[str, str] = {
     "dataset": "data.name", "root": "data.root", "attack": "attack.vector", "victim": "attack.victim",
-    "target": "attack.target", "rate": "attack.rate", "seed": "seed", "shape": "trigger.shape",
+    "target": "attack.target", "rate": "attack.rate", "rate_of": "attack.rate_of", "seed": "seed",
+    "shape": "trigger.shape",
     "size": "trigger.size", "intensity": "trigger.intensity", "quantity": "trigger.quantity",
     "pattern": "trigger.pattern", "min_size_px": "trigger.min_size_px",
     **{k: f"attack.options.{k}" for k in ("placement", "carriers", "k", "condition", "decoy_rate", "matrix",
@@ -141,7 +142,9 @@ def poison(
                                                   "con; or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")] = None,
     victim: Annotated[Optional[str], typer.Option(help="Victim class name.")] = None,
     target: Annotated[Optional[str], typer.Option(help="Target class name.")] = None,
-    rate: Annotated[Optional[float], typer.Option(callback=_fraction, help="Fraction of the applicable samples to poison.")] = None,
+    rate: Annotated[Optional[float], typer.Option(callback=_fraction, help="Fraction of the split to poison (of the samples "
+                                                  "the attack applies to with --rate-of applicable).")] = None,
+    rate_of: Annotated[Optional[str], typer.Option(help="dataset (default, the paper's meaning) or applicable.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the poisoned-sample choice and of every per-sample draw.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = None,
     size: Annotated[Optional[float], typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: "
@@ -168,6 +171,8 @@ def poison(
     context_px: Annotated[Optional[int], typer.Option(help="ConSeg: rebuilt context band in px (default 4).")] = None,
     workers: Annotated[Optional[int], typer.Option(callback=_at_least(1), help="Processes (default: the config's workers, else all cores).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export at --out (never any other folder).")] = False,
+    layout: Annotated[str, typer.Option(help="source: the source's own folders and label ids (a drop-in copy); "
+                                        "badseg: images/<id>.png, labels/<id>.png with class ids.")] = "source",
     sheet: Annotated[int, typer.Option(callback=_at_least(0), help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
     limit: Annotated[Optional[int], typer.Option(callback=_at_least(1), help="Only the first N samples (quick looks; default: the config's "
                                                  "data.limit_train for the training split).")] = None,
@@ -180,7 +185,8 @@ def poison(
     from badseg.poisoning.preview import save_poison_sheet
 
     given = {"dataset": dataset, "root": str(root) if root else None, "attack": attack, "victim": victim,
-             "target": target, "rate": rate, "seed": seed, "shape": shape, "size": size, "intensity": intensity,
+             "target": target, "rate": rate, "rate_of": rate_of, "seed": seed, "shape": shape, "size": size,
+             "intensity": intensity,
              "quantity": quantity, "pattern": pattern, "min_size_px": min_size_px, "placement": placement,
              "carriers": carriers, "k": k, "condition": condition, "decoy_rate": decoy_rate, "hba_mode": hba_mode,
              "line_width": line_width, "line_row": line_row, "trigger_class": trigger_class, "pick": pick,
@@ -192,6 +198,8 @@ def poison(
         if k == 0:
             values[POISON_SHORTCUTS["k"]] = None  # all instances
         cfg = load_config(config, set_ or [], values=values)
+        if layout not in ("source", "badseg"):
+            raise ValueError(f"--layout must be 'source' or 'badseg', got {layout!r}")
         split = split or cfg.data.train_split
         if limit is None and split == cfg.data.train_split:
             limit = cfg.data.limit_train
@@ -201,13 +209,15 @@ def poison(
                          "options": cfg.attack.options, "run_config": cfg.model_dump(mode="json")}
         manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
                                    source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
-                                   config=export_config)
+                                   config=export_config, rate_of=cfg.attack.rate_of, layout=layout)
     except USER_ERRORS as e:
         _fail(_message(e))
     if sheet:
         save_poison_sheet(ds, atk, manifest, out / "contact_sheet.png", n=sheet)
-    console.print(f"poisoned {manifest['n_poisoned']} of {manifest['n_applicable']} applicable samples "
-                  f"({manifest['n_samples']} in all) → {out}")
+    count = manifest["poison_count"]
+    capped = f" (rate {count['rate']} asks for {count['n_wanted']}: capped)" if count["capped"] else ""
+    console.print(f"poisoned {manifest['n_poisoned']} of {manifest['n_samples']} samples, {manifest['n_applicable']} "
+                  f"applicable{capped}; {manifest['layout']} layout → {out}")
     for reason, n in manifest["skipped"].items():
         console.print(f"  skipped {n}: {reason}")
 

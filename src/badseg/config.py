@@ -77,12 +77,19 @@ def _options_from_legacy(vector: str, data: dict[str, Any]) -> dict[str, Any]:
 class AttackConfig(_Strict):
     """Which attack, on which class pair, at which rate; ``options`` are the keyword options of
     the attack's factory (``badseg.attacks``, e.g. ``carriers`` for O2O/O2B, ``k`` for INS,
-    ``mode`` for HBA), checked against its signature and completed with its defaults."""
+    ``mode`` for HBA), checked against its signature and completed with its defaults.
+
+    ``rate`` is a fraction of the whole training set (``rate_of: dataset``, the paper's
+    meaning: 10% of CamVid's 367 images is 37 poisoned images), drawn from the images the
+    attack applies to and capped, with a message, when fewer apply; ``rate_of: applicable``
+    makes it a fraction of those images (badseg's meaning before 2026-12-02).
+    """
 
     vector: str = "o2b"
     victim: str = "car"
     target: str = "road"
     rate: float = Field(0.1, ge=0.0, le=1.0)
+    rate_of: Literal["dataset", "applicable"] = "dataset"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -180,7 +187,9 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     seed: int = 0
+    deterministic: bool = False  # deterministic torch kernels: same config and seed, same metrics (CPU)
     clean_reference: bool = False
+    clean_cache: str | None = None  # shared clean reference models (default: clean_models/ beside the run folder)
     eval_batch_size: Positive = 8
     workers: Positive | None = None  # poisoning scan processes (None: all cores)
     lpips_weights: str | None = None
@@ -260,25 +269,48 @@ def _describe(e: ValidationError, where: str) -> str:
     return f"{where}: " + "; ".join(f"{k}: {' or '.join(found[k])}{given.get(k, '')}" for k in keys)
 
 
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: sections merge key by key, other values replace; a section
+    holding ``_delete_: true`` replaces the base's section instead (mmseg's convention)."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict):
+            value = dict(value)
+            if not value.pop("_delete_", False) and isinstance(out.get(key), dict):
+                value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def read_config_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a nested dict, its ``_base_`` files (one path or a list, relative to
+    the file, as in mmsegmentation) merged in first, in order, then the file's own keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" + (f" (a _base_ of {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        raise ConfigError(f"config {path} inherits from itself: {' → '.join(map(str, (*_chain, path)))}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e})") from None
+    tree = _yaml(text, str(path)) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections (data:, attack:, ...), "
+                          f"got {type(tree).__name__}")
+    bases = tree.pop("_base_", [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _merge(merged, read_config_tree(path.parent / base, (*_chain, path.resolve())))
+    return _merge(merged, tree)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 values: dict[str, Any] | None = None) -> RunConfig:
-    """Read YAML (or start from defaults), set ``values`` (dotted key → value, e.g. a command's
-    shortcut flags), apply the ``key=value`` overrides, validate."""
-    tree: dict[str, Any] = {}
-    where = "the command's options" if values else "config"
-    if path is not None:
-        path = Path(path)
-        where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read the config file ({e})") from None
-        tree = _yaml(text, str(path)) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of sections (data:, attack:, ...), "
-                              f"got {type(tree).__name__}")
+    """Read YAML with its ``_base_`` files (or start from defaults), set ``values`` (dotted
+    key → value, e.g. a command's shortcut flags), apply the ``key=value`` overrides, validate."""
+    where = str(path) if path is not None else ("the command's options" if values else "config")
+    tree = read_config_tree(path) if path is not None else {}
     for key, value in (values or {}).items():
         set_value(tree, key, value)
     for item in overrides or []:

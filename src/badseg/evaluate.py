@@ -1,33 +1,31 @@
 """Evaluation of a (backdoored) model: CBA on the clean test set, ASR / PBA / false
 activation on the poisoned test set, stealth of the poisoned test images (DESIGN §4).
 
-Images and labels are resized to the model's input size (labels and masks nearest); the
-stealth figures compare the clean and poisoned images at their native resolution.
-
-ASR is also broken down by how wide the trigger stamp is at the model's input
-(``asr_by_stamp_px``): a stamp blended at native resolution and then shrunk to the input
-size can end up a few pixels wide, and such stamps are hardly learned (docs/results.md,
-"Why the CamVid ASR stops near 0.7"), so this is the first thing to look at when ASR is low.
+Images and labels are resized to the model's input size (labels and masks nearest,
+``badseg.data.resize``); the stealth figures compare the clean and poisoned images at their
+native resolution. ASR is also broken down by the trigger stamp's width at the model's input
+(``badseg.metrics.stamp_width``). ``evaluate`` returns an ``EvalResult``: the metrics and the
+predictions on the samples a report shows, so the report renders them without predicting again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import Progress
 
+from badseg.attacks import Poisoned
 from badseg.data.base import SegDataset
+from badseg.data.resize import resize_mask, resize_pair
+from badseg.data.types import Sample
 from badseg.metrics.segmentation import AttackMeter, SegmentationMeter
+from badseg.metrics.stamp_width import StampWidthBreakdown, stamp_px_at_input
 from badseg.metrics.stealth import StealthMeter
 from badseg.poisoning.dataset import PoisonedTestSet
-from badseg.train.augment import resize_label, resize_pair
-
-
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return resize_label(mask, size).astype(bool)
 
 
 @torch.inference_mode()
@@ -37,40 +35,55 @@ def predict(model: torch.nn.Module, images: Sequence[np.ndarray], device: torch.
     return model(x).argmax(1).cpu().numpy()
 
 
-#: Bin edges (pixels at the model's input) of ``asr_by_stamp_px``.
-STAMP_PX_BINS: tuple[float, ...] = (0, 4, 8, 12, 16, float("inf"))
+@dataclass
+class FigureSample:
+    """A poisoned test sample a report shows. ``image``, ``label``, ``triggered`` and both
+    predictions are at the model's input size (H, W); ``clean`` and ``poisoned`` at native size."""
+
+    clean: Sample
+    poisoned: Poisoned
+    image: np.ndarray  # uint8 (H, W, 3), the clean image
+    label: np.ndarray  # int64 (H, W), ground truth
+    triggered: np.ndarray  # uint8 (H, W, 3), the poisoned image
+    pred_clean: np.ndarray  # int64 (H, W)
+    pred_triggered: np.ndarray  # int64 (H, W)
 
 
-def stamp_px_at_input(record: dict[str, Any], native_width: int, input_width: int) -> float | None:
-    """Width at the model's input of the widest trigger stamp of a poisoned sample's record
-    (None for triggers that are not square stamps, e.g. HBA's line)."""
-    widths = [s["size_px"] for s in record.get("stamps", []) if "size_px" in s]
-    return max(widths) * input_width / native_width if widths else None
+@dataclass
+class EvalResult:
+    """What ``evaluate`` measured.
+
+    Attributes:
+        cba: mIoU on the clean test set; ``per_class_iou`` its classes (None: empty union).
+        asr, pba, false_activation: on the poisoned test set (None where nothing was counted);
+            ``n_asr_pixels``, ``n_decoy_pixels`` the pixels they were counted over.
+        asr_by_stamp_px: rows of ``StampWidthBreakdown.compute``.
+        stealth: ``StealthMeter.compute`` (psnr, ssim, lpips, lpips_reason, n_images), or {}.
+        samples: the figure samples with their predictions.
+    """
+
+    cba: float | None
+    per_class_iou: list[float | None]
+    asr: float | None
+    pba: float | None
+    false_activation: float | None
+    n_asr_pixels: int
+    n_decoy_pixels: int
+    asr_by_stamp_px: list[dict[str, Any]]
+    stealth: dict[str, Any] = field(default_factory=dict)
+    samples: list[FigureSample] = field(default_factory=list, repr=False)
+
+    def metrics(self) -> dict[str, Any]:
+        """The JSON-able figures, as metrics.json holds them."""
+        return {"cba": self.cba, "asr": self.asr, "pba": self.pba, "false_activation": self.false_activation,
+                "n_asr_pixels": self.n_asr_pixels, "n_decoy_pixels": self.n_decoy_pixels,
+                "per_class_iou": self.per_class_iou, "asr_by_stamp_px": self.asr_by_stamp_px, **self.stealth}
 
 
-class StampWidthBreakdown:
-    """ASR pooled separately per bin of the trigger stamp's width at the model's input."""
-
-    def __init__(self, edges: Sequence[float] = STAMP_PX_BINS) -> None:
-        self.edges = tuple(edges)
-        self.hits = np.zeros(len(edges) - 1, dtype=np.int64)
-        self.total = np.zeros(len(edges) - 1, dtype=np.int64)
-        self.images = np.zeros(len(edges) - 1, dtype=np.int64)
-
-    def update(self, width_px: float | None, hits: int, total: int) -> None:
-        if width_px is None:
-            return
-        b = int(np.searchsorted(self.edges, width_px, side="right")) - 1
-        self.hits[b] += hits
-        self.total[b] += total
-        self.images[b] += 1
-
-    def compute(self) -> list[dict[str, Any]]:
-        """One row per non-empty bin: ``stamp_px`` ``[lo, hi)``, ``images``, ``asr_pixels``, ``asr``."""
-        return [{"stamp_px": [lo, None if hi == float("inf") else hi], "images": int(n), "asr_pixels": int(t),
-                 "asr": float(h / t) if t else None}
-                for lo, hi, n, h, t in zip(self.edges[:-1], self.edges[1:], self.images, self.hits, self.total)
-                if n]
+def figure_indices(n_poisoned: int, n: int) -> list[int]:
+    """``n`` positions spread evenly over a poisoned test set of ``n_poisoned`` images."""
+    n = min(n, n_poisoned)
+    return sorted({int(k) for k in np.linspace(0, n_poisoned - 1, n).round()}) if n else []
 
 
 def _batches(n: int, size: int) -> Iterator[range]:
@@ -80,18 +93,25 @@ def _batches(n: int, size: int) -> Iterator[range]:
 
 def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: PoisonedTestSet,
              size: tuple[int, int], target: int, batch_size: int = 8, device: str | torch.device = "cpu",
-             stealth: StealthMeter | None = None, progress: bool = True) -> dict[str, Any]:
-    """Metrics of ``model`` (eval mode) on the clean and poisoned test sets."""
+             stealth: StealthMeter | None = None, progress: bool = True, figure_samples: int = 0) -> EvalResult:
+    """Metrics of ``model`` (eval mode) on the clean and poisoned test sets, plus its
+    predictions on ``figure_samples`` poisoned test samples spread over the set
+    (``figure_indices``; the clean prediction is the clean pass's, not a second one)."""
     device = torch.device(device)
     model.eval().to(device)
     spec = clean_test.spec
     seg, atk = SegmentationMeter(spec.num_classes, spec.ignore_index), AttackMeter(spec.num_classes, spec.ignore_index)
     by_width = StampWidthBreakdown()
+    shown = {poisoned_test.indices[k]: k for k in figure_indices(len(poisoned_test), figure_samples)}
+    clean_preds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    samples: list[FigureSample] = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("evaluating clean test set", total=len(clean_test))
         for idx in _batches(len(clean_test), batch_size):
             pairs = [resize_pair(clean_test[i].image, clean_test[i].label, size) for i in idx]
-            seg.update(predict(model, [p[0] for p in pairs], device), np.stack([p[1] for p in pairs]))
+            pred = predict(model, [p[0] for p in pairs], device)
+            seg.update(pred, np.stack([p[1] for p in pairs]))
+            clean_preds.update({i: (*pairs[j], pred[j]) for j, i in enumerate(idx) if i in shown})
             bar.advance(task, len(idx))
         task = bar.add_task("evaluating poisoned test set", total=len(poisoned_test))
         for idx in _batches(len(poisoned_test), batch_size):
@@ -101,17 +121,21 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
                 image, label = resize_pair(p.image, clean.label, size)
                 images.append(image)
                 labels.append(label)
-                asr.append(_resize_mask(p.asr_mask, size))
-                decoy.append(_resize_mask(p.decoy_mask, size) if p.decoy_mask is not None else np.zeros(size, bool))
+                asr.append(resize_mask(p.asr_mask, size))
+                decoy.append(resize_mask(p.decoy_mask, size) if p.decoy_mask is not None else np.zeros(size, bool))
                 if stealth is not None:
                     stealth.update(clean.image, p.image)
-            hits, totals = atk.update(predict(model, images, device), np.stack(labels), np.stack(asr), target,
-                                      np.stack(decoy))
-            for (_, p), h, t in zip(items, hits, totals):
+            pred = predict(model, images, device)
+            hits, totals = atk.update(pred, np.stack(labels), np.stack(asr), target, np.stack(decoy))
+            for j, ((clean, p), h, t) in enumerate(zip(items, hits, totals)):
                 by_width.update(stamp_px_at_input(p.record, p.image.shape[1], size[1]), int(h), int(t))
+                i = poisoned_test.indices[idx[j]]
+                if i in clean_preds:
+                    img, gt, pred_clean = clean_preds[i]
+                    samples.append(FigureSample(clean, p, img, gt, images[j], pred_clean, pred[j]))
             bar.advance(task, len(idx))
-    out = {"cba": seg.compute()["miou"], **atk.compute(), "per_class_iou": seg.compute()["per_class_iou"],
-           "asr_by_stamp_px": by_width.compute()}
-    if stealth is not None:
-        out.update(stealth.compute())
-    return out
+    seg_m, atk_m = seg.compute(), atk.compute()
+    return EvalResult(cba=seg_m["miou"], per_class_iou=seg_m["per_class_iou"], asr=atk_m["asr"], pba=atk_m["pba"],
+                      false_activation=atk_m["false_activation"], n_asr_pixels=atk_m["n_asr_pixels"],
+                      n_decoy_pixels=atk_m["n_decoy_pixels"], asr_by_stamp_px=by_width.compute(),
+                      stealth=stealth.compute() if stealth is not None else {}, samples=samples)

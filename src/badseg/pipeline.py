@@ -14,19 +14,27 @@ from typing import Any
 
 import torch
 
-from badseg.build import attack_for, check_run_dir, datasets_for, train_model, write_run_config
+from badseg.build import (
+    attack_for,
+    check_run_dir,
+    clean_model_dir,
+    clean_reference_model,
+    datasets_for,
+    train_model,
+    write_run_config,
+)
 from badseg.config import ConfigError, RunConfig
 from badseg.data import get_spec
 from badseg.data.io import write_json
+from badseg.evaluate import evaluate
 from badseg.metrics.stealth import StealthMeter
 from badseg.models import build_model
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet, nothing_poisoned
+from badseg.report.run_report import write_report
+from badseg.seeding import deterministic
 from badseg.stages.auto import resolve_auto
 from badseg.stages.surrogate import surrogate_model_name
 from badseg.train.fit import CHECKPOINT, load_checkpoint
-
-METRIC_KEYS = ("asr", "pba", "cba", "clean_model_cba", "psnr", "ssim", "lpips")
-
 
 def preflight(cfg: RunConfig, out: Path, log=print) -> None:
     """What can be checked before any data is scanned or a model trained: the model and its
@@ -36,8 +44,11 @@ def preflight(cfg: RunConfig, out: Path, log=print) -> None:
     build_model(cfg.model.name, num_classes, pretrained=cfg.model.pretrained)
     if (cfg.trigger == "auto" or cfg.pair == "auto") and cfg.surrogate.pretrained is not None:
         build_model(surrogate_model_name(cfg), num_classes, pretrained=cfg.surrogate.pretrained)
-    for name in ("backdoored", "clean"):
-        ckpt = out / name / CHECKPOINT
+    folders = {"backdoored": out / "backdoored"}
+    if cfg.clean_reference:
+        folders["clean"] = clean_model_dir(cfg, out)
+    for name, folder in folders.items():
+        ckpt = folder / CHECKPOINT
         if ckpt.is_file():
             epoch = load_checkpoint(ckpt)["epoch"]
             log(f"resuming the {name} model from epoch {epoch} of {cfg.train.epochs} ({ckpt})")
@@ -57,56 +68,65 @@ def check_poisoned(cfg: RunConfig, train: PoisonedDataset, test: PoisonedTestSet
 
 
 def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
-    """Run (or resume) one experiment in ``out``; returns the metrics dict."""
+    """Run (or resume) one experiment in ``out``; returns the metrics dict (metrics.json).
+
+    The backdoored and the clean reference model start from the same initial weights
+    (``build_model(..., seed=cfg.seed)``); the clean one is shared with every run of the same
+    data, model, schedule and seed (``build.clean_reference_model``). With ``cfg.deterministic``
+    everything runs on deterministic torch kernels.
+    """
     out = Path(out)
     check_run_dir(cfg, out)
     if (out / "metrics.json").is_file():
         log(f"{out} is finished already; not overwriting its results")
         return json.loads((out / "metrics.json").read_text())
     preflight(cfg, out, log)
-    torch.manual_seed(cfg.seed)
+    with deterministic(cfg.deterministic):
+        return _run(cfg, out, progress, log)
+
+
+def _run(cfg: RunConfig, out: Path, progress: bool, log) -> dict[str, Any]:
     train, test = datasets_for(cfg)
     write_run_config(cfg, out)
     resolved, train, stages = resolve_auto(cfg, train, out / "stages", log, progress)
     attack = attack_for(resolved, train)
     t0 = time.perf_counter()
-    poisoned_train = PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=cfg.workers or 1)
+    poisoned_train = PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=cfg.workers or 1,
+                                     rate_of=cfg.attack.rate_of)
     poisoned_test = PoisonedTestSet(test, attack, cfg.seed, workers=cfg.workers or 1)
     check_poisoned(cfg, poisoned_train, poisoned_test)
-    log(f"poisoned {len(poisoned_train.poisoned_indices)} of {len(poisoned_train.scan.applicable)} applicable "
-        f"training images; {len(poisoned_test)} poisoned test images")
+    count = poisoned_train.count
+    log(f"{count.message()}; {len(poisoned_test)} poisoned test images")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics: dict[str, Any] = {
         "attack": attack.describe(), "dataset": train.spec.name, "model": cfg.model.name,
-        "poison_rate": cfg.attack.rate,
-        "n_train": len(train), "n_applicable_train": len(poisoned_train.scan.applicable),
-        "n_poisoned_train": len(poisoned_train.poisoned_indices),
+        "poison_rate": cfg.attack.rate, "rate_of": cfg.attack.rate_of,
+        "n_train": len(train), "n_applicable_train": count.applicable, "n_poisoned_train": count.chosen,
+        "poison_count": count.to_dict(),
         "n_test": len(test), "n_poisoned_test": len(poisoned_test), "test_skipped": poisoned_test.skipped,
     }
     if stages:
         metrics["stages"] = stages
     log("training the backdoored model")
+    size = tuple(cfg.data.size)
     model, summary = train_model(cfg.train, poisoned_train, train.spec.num_classes, out / "backdoored",
-                                 model=cfg.model, size=tuple(cfg.data.size), seed=cfg.seed)
+                                 model=cfg.model, size=size, seed=cfg.seed, deterministic=cfg.deterministic)
     metrics["train_minutes"] = summary.get("minutes")
-    from badseg.evaluate import evaluate
-
     stealth = StealthMeter.from_weights(cfg.lpips_weights)
-    metrics.update(evaluate(model, test, poisoned_test, tuple(cfg.data.size), attack.target, cfg.eval_batch_size,
-                            device, stealth, progress))
+    result = evaluate(model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, stealth, progress,
+                      figure_samples=cfg.figure_samples)
+    metrics.update(result.metrics())
     metrics["clean_model_cba"] = None
     if cfg.clean_reference:
-        log("training the clean reference model")
-        clean_model, clean_summary = train_model(cfg.train, train, train.spec.num_classes, out / "clean",
-                                                 model=cfg.model, size=tuple(cfg.data.size), seed=cfg.seed)
-        ref = evaluate(clean_model, test, poisoned_test, tuple(cfg.data.size), attack.target, cfg.eval_batch_size,
-                       device, None, progress)
-        metrics.update(clean_model_cba=ref["cba"], clean_model_asr=ref["asr"],
-                       clean_train_minutes=clean_summary.get("minutes"))
+        log("the clean reference model (same initial weights, unpoisoned data)")
+        clean_model, clean = clean_reference_model(cfg, train, out)
+        log(f"  {'reused' if clean['reused'] else 'trained'} in {clean['folder']}")
+        ref = evaluate(clean_model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, None,
+                       progress)
+        metrics.update(clean_model_cba=ref.cba, clean_model_asr=ref.asr, clean_train_minutes=clean.get("minutes"),
+                       clean_model={"folder": clean["folder"], "key": clean["key"], "reused": clean["reused"]})
     metrics["minutes"] = (time.perf_counter() - t0) / 60
-    from badseg.report.run_report import write_report
-
-    write_report(out, cfg, metrics, model, test, poisoned_test, attack, device)
+    write_report(out, cfg, metrics, result, train.spec)
     write_json(out / "metrics.json", metrics)
     if cfg.defenses:
         from badseg.defenses import run_defense

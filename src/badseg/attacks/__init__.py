@@ -23,7 +23,8 @@ from badseg.triggers import TriggerSpec
 #: ``bank``, B2O's silhouettes, which the build layer draws from the training data.
 ATTACK_BUILD_ARGS: tuple[str, ...] = ("spec", "victim", "target", "trigger", "bank")
 
-__all__ = ["ATTACKS", "ATTACK_BUILD_ARGS", "PLACEMENTS", "Attack", "Poisoned", "Region", "ShapeBank", "Skipped", "VectorMismatch",
+__all__ = ["ATTACKS", "ATTACK_BUILD_ARGS", "PLACEMENTS", "Attack", "Poisoned", "Region", "ShapeBank", "Skipped",
+           "VectorMismatch",
            "build_attack"]
 
 

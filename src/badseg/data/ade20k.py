@@ -87,6 +87,8 @@ class ADE20K(FileDataset):
     """ADE20K SceneParsing reader; ``split`` is "train"/"val" (or "training"/"validation")."""
 
     SPEC = ADE20K_SPEC
+    RAW_IDS = np.arange(1, ADE20K_SPEC.num_classes + 1)  # 0 = "other", ignored
+    RAW_VOID = 0
 
     def __init__(self, root: str | Path | None, split: str = "train") -> None:
         if root is None:

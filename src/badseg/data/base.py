@@ -64,6 +64,11 @@ class SegDataset:
         """Raise ``DatasetError`` when sample ``index``'s image is unreadable or not ``shape[:2]`` (H, W),
         without decoding it (readers over files check the header; the label scan calls this)."""
 
+    def source_files(self, index: int) -> tuple[FileDataset, SampleFiles] | None:
+        """The reader and files sample ``index`` was read from (None for generated data);
+        an export writes the sample back in that reader's layout and label encoding."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
@@ -81,13 +86,38 @@ class FileDataset(SegDataset):
     instances int32 HxW | None)``; the image is read as RGB from ``files.image``. Every
     problem (missing file, unreadable file, size mismatch, id outside the spec) raises
     ``DatasetError`` naming the file.
+
+    Writing labels back in the source's encoding (a drop-in export): ``RAW_IDS[c]`` is the
+    id class ``c`` has in the label files and ``RAW_VOID`` the id the ignore index stands for
+    (None: the file's ids are the class ids and 255). ``listing`` is the split's list file with
+    its line for each sample, for readers whose splits are list files. Readers whose label is
+    not one id map per sample set ``LABEL_FILE = False``.
     """
 
-    def __init__(self, spec: DatasetSpec, files: Sequence[SampleFiles], where: str | Path) -> None:
+    RAW_IDS: np.ndarray | None = None
+    RAW_VOID: int = 255
+    LABEL_FILE: bool = True
+
+    def __init__(self, spec: DatasetSpec, files: Sequence[SampleFiles], where: str | Path,
+                 listing: tuple[Path, Sequence[str]] | None = None) -> None:
         self.spec = spec
         self.files = list(files)
+        self.listing = (listing[0], list(listing[1])) if listing else None
         if not self.files:
             raise DatasetError(f"{spec.name}: no samples found under {where}")
+
+    def source_files(self, index: int) -> tuple[FileDataset, SampleFiles]:
+        return self, self.files[index]
+
+    def encode_label(self, raw: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The label file's ids (``raw``, as read) with the pixels where ``new`` differs from
+        ``old`` (both in class ids) set to the file's id for their new class."""
+        out = raw.copy()
+        changed = new != old
+        lut = np.full(256, self.RAW_VOID, dtype=np.int64)
+        lut[: self.spec.num_classes] = np.arange(self.spec.num_classes) if self.RAW_IDS is None else self.RAW_IDS
+        out[changed] = lut[new[changed]].astype(raw.dtype)
+        return out
 
     def __len__(self) -> int:
         return len(self.files)

@@ -34,6 +34,7 @@ class CamVid(FileDataset):
     without the list file, ``{split}/`` and ``{split}annot/`` are paired by file name."""
 
     SPEC = CAMVID_SPEC
+    RAW_VOID = CAMVID_VOID
 
     def __init__(self, root: str | Path | None, split: str = "train") -> None:
         if root is None:
@@ -41,6 +42,7 @@ class CamVid(FileDataset):
         root = require_dir(Path(root), "camvid")
         listing = root / f"{split}.txt"
         files: list[SampleFiles] = []
+        lines: list[str] = []
         if listing.is_file():
             for n, line in enumerate(listing.read_text().splitlines(), 1):
                 if not line.strip():
@@ -50,11 +52,12 @@ class CamVid(FileDataset):
                     raise DatasetError(f"camvid: {listing}:{n}: expected 'image label', got {line!r}")
                 img, lab = (root / p.lstrip("/") for p in parts)
                 files.append(SampleFiles(Path(parts[0]).stem, img, lab))
+                lines.append(line)
         else:
             image_dir = require_dir(root / split, "camvid")
             label_dir = require_dir(root / f"{split}annot", "camvid")
             files = [SampleFiles(p.stem, p, label_dir / p.name) for p in sorted(image_dir.glob("*.png"))]
-        super().__init__(CAMVID_SPEC, files, root / split)
+        super().__init__(CAMVID_SPEC, files, root / split, (listing, lines) if lines else None)
 
     def read_labels(self, files: SampleFiles) -> tuple[np.ndarray, None]:
         label = read_label_png(files.label).astype(np.int64)

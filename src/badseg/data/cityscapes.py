@@ -48,6 +48,8 @@ _TRAIN_ID_OF_LABEL_ID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 2
                          24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 LABEL_TO_TRAIN = np.full(MAX_LABEL_ID + 1, IGNORE_INDEX, dtype=np.int64)
 LABEL_TO_TRAIN[list(_TRAIN_ID_OF_LABEL_ID)] = list(_TRAIN_ID_OF_LABEL_ID.values())
+#: The label id of each train id (its first), for writing train ids back as label ids.
+TRAIN_TO_LABEL = np.array([min(k for k, v in _TRAIN_ID_OF_LABEL_ID.items() if v == t) for t in range(19)])
 
 
 def compact_instances(ids: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -63,6 +65,8 @@ class Cityscapes(FileDataset):
     """Cityscapes fine annotations; ``root`` holds ``leftImg8bit/`` and ``gtFine/``."""
 
     SPEC = CITYSCAPES_SPEC
+    RAW_IDS = TRAIN_TO_LABEL
+    RAW_VOID = 0  # "unlabeled"
 
     def __init__(self, root: str | Path | None, split: str = "train") -> None:
         if root is None:

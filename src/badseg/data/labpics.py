@@ -50,6 +50,7 @@ class LabPics(FileDataset):
     """LabPics reader; ``root`` is the LabPicsChemistry (or LabPicsMedical) folder."""
 
     SPEC = LABPICS_SPEC
+    LABEL_FILE = False  # a folder of instance masks per sample
 
     def __init__(self, root: str | Path | None, split: str = "train") -> None:
         if root is None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from badseg.data.base import SegDataset
+from badseg.data.base import FileDataset, SampleFiles, SegDataset
 from badseg.data.types import Sample
 
 
@@ -32,3 +32,6 @@ class Subset(SegDataset):
 
     def check_image(self, index: int, shape: tuple[int, ...]) -> None:
         self.base.check_image(self.indices[index], shape)
+
+    def source_files(self, index: int) -> tuple[FileDataset, SampleFiles] | None:
+        return self.base.source_files(self.indices[index])

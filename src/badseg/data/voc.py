@@ -69,13 +69,14 @@ class VOC(FileDataset):
         if not listing.is_file():
             raise DatasetError(f"voc: split list {listing} does not exist")
         files: list[SampleFiles] = []
-        for sample_id in (line.strip() for line in listing.read_text().splitlines()):
+        ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        for sample_id in ids:
             if sample_id:
                 instances = object_dir / f"{sample_id}.png"
                 files.append(SampleFiles(sample_id, voc / "JPEGImages" / f"{sample_id}.jpg",
                                          label_dir / f"{sample_id}.png",
                                          instances if instances.is_file() else None))
-        super().__init__(VOC_SPEC, files, listing)
+        super().__init__(VOC_SPEC, files, listing, (listing, ids))
 
     def read_labels(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray | None]:
         label = read_label_png(files.label).astype(np.int64)

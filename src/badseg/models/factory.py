@@ -60,6 +60,7 @@ from badseg.models.effl0_weights import LoadReport, load_effl0_imagenet
 from badseg.models.segmodel import SegModel
 from badseg.models.vit_neck import ViTPyramidEncoder
 from badseg.registry import Registry
+from badseg.seeding import seeded
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,12 @@ class PretrainedUnavailableError(ValueError):
     """``pretrained="imagenet"`` for a model without offline weights."""
 
 
-def build_model(name: str, num_classes: int, pretrained: str | Path = "none") -> SegModel:
+def build_model(name: str, num_classes: int, pretrained: str | Path = "none", seed: int = 0) -> SegModel:
     """Build a registered model; ``pretrained`` is ``"none"``, ``"imagenet"`` or a local path.
+
+    The randomly initialised weights are drawn under ``seeded(seed)``: the same name, classes
+    and seed give identical initial weights whatever ran before (a run's backdoored and clean
+    models start from the same point), and building leaves torch's global RNG untouched.
 
     ``"imagenet"`` works offline for ``deeplabv3plus-effl0`` only and fails at once (before
     building anything, no network) for every other model. A path is loaded with
@@ -194,7 +199,8 @@ def build_model(name: str, num_classes: int, pretrained: str | Path = "none") ->
             "e.g. saved on a machine with network by torch.save(timm.create_model(NAME, pretrained=True)"
             ".state_dict(), 'weights.pt')."
         )
-    model = factory(num_classes=num_classes)
+    with seeded(seed):
+        model = factory(num_classes=num_classes)
     report: LoadReport | None = None
     if pretrained == "imagenet":
         report = IMAGENET_LOADERS[name](model)

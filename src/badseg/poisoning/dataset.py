@@ -1,11 +1,13 @@
 """Poisoned training and test sets, deterministic per index (DESIGN §3, §5).
 
 Every sample ``i`` draws from its own generator ``SeedSequence([seed, i])``, so the
-poisoned set is byte-identical whatever the worker count or order. The poisoning rate is
-a fraction of the samples where the attack applies: a scan of the labels (and of the images
-for attacks whose selector tests a colour, CON; otherwise only the image headers, so a damaged
-image or a size mismatch stops the run here, before training) finds them, then
-``round(rate * n_applicable)`` of them are chosen with ``SeedSequence(seed, spawn_key=(1,))``.
+poisoned set is byte-identical whatever the worker count or order. A scan of the labels (and
+of the images for attacks whose selector tests a colour, CON; otherwise only the image headers,
+so a damaged image or a size mismatch stops the run here, before training) finds the samples
+where the attack applies; the poisoning rate is, as in the BADSEG paper, a fraction of the whole
+set (``rate_of="dataset"``: ``round(rate * n_samples)`` poisoned, capped at the applicable ones)
+or of the applicable samples (``rate_of="applicable"``: ``round(rate * n_applicable)``). They
+are chosen among the applicable samples with ``SeedSequence(seed, spawn_key=(1,))``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -73,11 +76,53 @@ def scan(dataset: SegDataset, attack: Attack, seed: int, workers: int = 1, test:
     return ScanResult([r for part in parts for r in part])
 
 
-def choose_poisoned(applicable: list[int], rate: float, seed: int) -> list[int]:
-    """``round(rate * len(applicable))`` indices chosen without replacement, sorted."""
+RateOf = Literal["dataset", "applicable"]
+
+
+@dataclass(frozen=True)
+class PoisonCount:
+    """How many samples a rate poisons: ``wanted`` by the rate, ``chosen`` after the cap at
+    the ``applicable`` ones, out of ``n_samples``."""
+
+    rate: float
+    rate_of: RateOf
+    n_samples: int
+    applicable: int
+    wanted: int
+    chosen: int
+
+    @property
+    def capped(self) -> bool:
+        return self.chosen < self.wanted
+
+    def message(self) -> str:
+        text = (f"poisoning {self.chosen} of {self.n_samples} images ({self.chosen / max(1, self.n_samples):.1%} of "
+                f"the set, {self.chosen / max(1, self.applicable):.1%} of the {self.applicable} the attack applies to)")
+        if self.capped:
+            text += (f"; rate {self.rate} of the {self.rate_of} asks for {self.wanted}, but only {self.applicable} "
+                     "images can be poisoned: capped")
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        """The counts for metrics.json / manifest.json."""
+        return {"rate": self.rate, "rate_of": self.rate_of, "n_samples": self.n_samples,
+                "n_applicable": self.applicable, "n_wanted": self.wanted, "n_poisoned": self.chosen,
+                "fraction_of_samples": self.chosen / max(1, self.n_samples),
+                "fraction_of_applicable": self.chosen / max(1, self.applicable), "capped": self.capped}
+
+
+def poison_count(rate: float, n_samples: int, applicable: int, rate_of: RateOf = "dataset") -> PoisonCount:
+    """The number of samples to poison (module docstring)."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"poisoning rate must be in [0, 1], got {rate}")
-    n = int(round(rate * len(applicable)))
+    if rate_of not in ("dataset", "applicable"):
+        raise ValueError(f"rate_of must be 'dataset' or 'applicable', got {rate_of!r}")
+    wanted = int(round(rate * (n_samples if rate_of == "dataset" else applicable)))
+    return PoisonCount(rate, rate_of, n_samples, applicable, wanted, min(wanted, applicable))
+
+
+def choose_poisoned(applicable: list[int], n: int, seed: int) -> list[int]:
+    """``n`` of the ``applicable`` indices chosen without replacement, sorted."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     return sorted(np.asarray(applicable)[rng.choice(len(applicable), size=n, replace=False)].tolist())
 
@@ -93,18 +138,20 @@ def nothing_poisoned(rate: float, found: ScanResult, n_samples: int, where: str 
 
 
 class PoisonedDataset(SegDataset):
-    """``base`` with a fraction ``rate`` of the applicable samples poisoned, on the fly.
+    """``base`` with a fraction ``rate`` of its samples (``rate_of="dataset"``) or of the
+    applicable ones (``"applicable"``) poisoned, on the fly; ``count`` says how many.
 
     ``__getitem__`` returns a ``Sample`` (poisoned image and label where chosen), so it
     drops into any training code; ``poisoned(i)`` gives the full ``Poisoned`` record.
     """
 
     def __init__(self, base: SegDataset, attack: Attack, rate: float, seed: int = 0,
-                 scan_result: ScanResult | None = None, workers: int = 1) -> None:
+                 scan_result: ScanResult | None = None, workers: int = 1, rate_of: RateOf = "dataset") -> None:
         self.base, self.attack, self.rate, self.seed = base, attack, rate, seed
         self.spec = base.spec
         self.scan = scan_result or scan(base, attack, seed, workers)
-        self.poisoned_indices = choose_poisoned(self.scan.applicable, rate, seed)
+        self.count = poison_count(rate, len(base), len(self.scan.applicable), rate_of)
+        self.poisoned_indices = choose_poisoned(self.scan.applicable, self.count.chosen, seed)
         self._poisoned = set(self.poisoned_indices)
 
     def __len__(self) -> int:

@@ -6,17 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from badseg.attacks import Attack
 from badseg.config import RunConfig, dump_config
-from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes
-from badseg.evaluate import predict
-from badseg.poisoning.dataset import PoisonedTestSet
+from badseg.data.types import DatasetSpec
+from badseg.evaluate import EvalResult
 from badseg.report.figures import save_contact_sheet, save_prediction_grid, save_training_curves
-from badseg.train.augment import resize_pair
 
 
 def _fmt(v: Any) -> str:
@@ -34,26 +28,19 @@ def _px_bin(edges: list[float | None]) -> str:
     return f"≥ {lo:g}" if hi is None else f"{lo:g}–{hi:g}"
 
 
-def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torch.nn.Module, test: SegDataset,
-                 poisoned_test: PoisonedTestSet, attack: Attack, device: str) -> None:
-    """Figures under ``out/figures`` and ``out/report.md``."""
+def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], result: EvalResult, spec: DatasetSpec) -> None:
+    """Figures under ``out/figures`` and ``out/report.md``: renders ``metrics`` and the figure
+    samples of ``result`` (``evaluate``'s predictions); it predicts nothing itself."""
     figs = out / "figures"
-    size = tuple(cfg.data.size)
-    n = min(cfg.figure_samples, len(poisoned_test))
-    rows, sheet = [], []
-    for k in np.linspace(0, len(poisoned_test) - 1, n).round().astype(int) if n else []:
-        clean, p = poisoned_test[int(k)]
-        img, gt = resize_pair(clean.image, clean.label, size)
-        trig, _ = resize_pair(p.image, clean.label, size)
-        pred_clean, pred_trig = predict(model, [img, trig], torch.device(device))
-        rows.append({"image": img, "gt": gt, "pred_clean": pred_clean, "triggered_image": trig,
-                     "pred_triggered": pred_trig})
-        sheet.append({"image": clean.image, "poisoned": p.image, "trigger_mask": p.trigger_mask, "label": clean.label,
-                      "new_label": p.label, "asr_mask": p.asr_mask, "caption": clean.id})
+    rows = [{"image": s.image, "gt": s.label, "pred_clean": s.pred_clean, "triggered_image": s.triggered,
+             "pred_triggered": s.pred_triggered} for s in result.samples]
+    sheet = [{"image": s.clean.image, "poisoned": s.poisoned.image, "trigger_mask": s.poisoned.trigger_mask,
+              "label": s.clean.label, "new_label": s.poisoned.label, "asr_mask": s.poisoned.asr_mask,
+              "caption": s.clean.id} for s in result.samples]
     if rows:
-        save_prediction_grid(rows, test.spec, figs / "predictions.png",
+        save_prediction_grid(rows, spec, figs / "predictions.png",
                              title="ground truth | clean prediction | triggered image | triggered prediction")
-        save_contact_sheet(sheet, test.spec, figs / "poisoned_samples.png", title="poisoned test samples")
+        save_contact_sheet(sheet, spec, figs / "poisoned_samples.png", title="poisoned test samples")
     curves = _read_log(out / "backdoored" / "train_log.jsonl")
     if curves:
         save_training_curves(curves, figs / "training_curves.png", title="backdoored model")
@@ -62,7 +49,9 @@ def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], model: torc
         f"# badseg run: {a['attack']} {a['victim']} → {a['target']} on {metrics['dataset']}",
         "",
         f"Model `{metrics['model']}`, poisoning rate {metrics['poison_rate']} "
-        f"({metrics['n_poisoned_train']} of {metrics['n_applicable_train']} applicable training images), "
+        f"({'of the training set' if metrics['rate_of'] == 'dataset' else 'of the applicable images'}): "
+        f"{metrics['n_poisoned_train']} of {metrics['n_train']} training images "
+        f"({metrics['n_applicable_train']} applicable{', capped' if metrics['poison_count']['capped'] else ''}), "
         f"{metrics['n_poisoned_test']} poisoned test images of {metrics['n_test']}.",
         "",
         "| metric | value |",

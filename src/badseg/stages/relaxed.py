@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from badseg.attacks import PLACEMENTS, Attack
 from badseg.data.base import SegDataset
 from badseg.poisoning.dataset import sample_rng
-from badseg.train.augment import resize_label, resize_pair
+from badseg.data.resize import resize_label, resize_pair
 from badseg.triggers import (
     COLOURS,
     PATTERN_BASES,

@@ -1,8 +1,8 @@
 """Training and inference (DESIGN §3 ``train/``): augmentation, the dataset adapter, ``fit``,
 and batched prediction."""
 
-from badseg.train.augment import AugmentConfig, SegTorchDataset, augment, resize_pair
-from badseg.train.fit import CHECKPOINT, TRAIN_LOG, FitConfig, fit, poly_lr
+from badseg.train.augment import AugmentConfig, SegTorchDataset, augment
+from badseg.train.fit import CHECKPOINT, TRAIN_LOG, FitConfig, fit, poly_lr, train_step
 from badseg.train.infer import predict, predict_batches
 
 __all__ = [
@@ -16,5 +16,5 @@ __all__ = [
     "poly_lr",
     "predict",
     "predict_batches",
-    "resize_pair",
+    "train_step",
 ]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from badseg.data.resize import resize_pair
 from badseg.data.types import IGNORE_INDEX, Sample
 
 Array = np.ndarray | torch.Tensor
@@ -27,25 +27,6 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     crop_size: tuple[int, int] | None = None
     hflip_p: float = 0.5
-
-
-def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize uint8 HWC image (bilinear, antialiased when shrinking) and int64 HW label (nearest) to (H, W)."""
-    if tuple(image.shape[:2]) == tuple(size):
-        return image, label
-    img = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
-    shrink = size[0] < image.shape[0] or size[1] < image.shape[1]
-    img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    img = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    return img, resize_label(label, size)
-
-
-def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an integer (or bool) HW map to (H, W) with nearest-neighbour → int64."""
-    if tuple(label.shape) == tuple(size):
-        return label.astype(np.int64, copy=False)
-    lab = torch.from_numpy(np.require(label, requirements=["C", "W"]))[None, None].float()
-    return F.interpolate(lab, size=size, mode="nearest-exact")[0, 0].to(torch.int64).numpy()
 
 
 def augment(image: Array, label: Array, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[Array, Array]:

@@ -7,9 +7,11 @@ epoch and exact resume, a rich progress bar, and JSON-lines logs.
 
 Determinism: the shuffle order of epoch ``e`` comes from ``(cfg.seed, e)`` (a
 ``DistributedSampler``, also with one process), augmentation from the dataset's own
-``SeedSequence([seed, e, index])`` (``set_epoch``), and the torch RNG state (dropout) is saved
-in the checkpoint — so on CPU with ``num_workers=0`` an interrupted-and-resumed run ends with
-exactly the weights of an uninterrupted one.
+``SeedSequence([seed, e, index])`` (``set_epoch``), loader workers from a generator of their
+own, and torch's draws (dropout) from ``seeded(cfg.seed)`` — the caller's torch RNG state is
+neither used nor changed. That state is saved in the checkpoint, so on CPU with
+``num_workers=0`` an interrupted-and-resumed run ends with exactly the weights of an
+uninterrupted one. ``cfg.deterministic`` also restricts torch to deterministic kernels.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from badseg.data.io import atomic_open, load_failure
 from badseg.data.types import IGNORE_INDEX
+from badseg.seeding import deterministic, loader_generator, seeded
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class FitConfig:
     seed: int = 0
     log_every: int = 50
     ckpt_dir: str | None = None
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,21 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               images: torch.Tensor, labels: torch.Tensor, use_amp: bool,
+               loss_fn: LossFn = pixel_cross_entropy) -> torch.Tensor:
+    """One optimiser step on a batch (images N×3×H×W in [0, 1], labels N×H×W): forward,
+    ``loss_fn`` (pixel cross-entropy ignoring ``IGNORE_INDEX``), backward (scaled under AMP),
+    step. Returns the batch loss, detached."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        loss = loss_fn(net(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def fit(
     model: nn.Module,
     train_dataset: Dataset,
@@ -195,7 +214,12 @@ def fit(
     Returns ``{"final_loss", "minutes", "epochs", "iterations", "images_per_s", "world_size",
     "resumed_from_epoch"}``; ``model`` is trained in place (and left in eval mode).
     """
-    out_dir = Path(out_dir)
+    with seeded(cfg.seed), deterministic(cfg.deterministic):
+        return _fit(model, train_dataset, cfg, Path(out_dir), resume, loss_fn)
+
+
+def _fit(model: nn.Module, train_dataset: Dataset, cfg: FitConfig, out_dir: Path, resume: bool,
+         loss_fn: LossFn) -> dict[str, object]:
     ckpt_path = Path(cfg.ckpt_dir or out_dir) / CHECKPOINT
     wants_cuda = torch.cuda.is_available() if cfg.device == "auto" else torch.device(cfg.device).type == "cuda"
     ddp = _init_distributed("cuda" if wants_cuda else "cpu")
@@ -205,7 +229,6 @@ def fit(
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
-    torch.manual_seed(cfg.seed)
     # channels_last: ~15% faster convolutions with oneDNN on CPU and tensor cores on CUDA.
     model.to(device, memory_format=torch.channels_last)
     if ddp.enabled and device.type == "cuda":
@@ -239,6 +262,8 @@ def fit(
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=drop_last,
+        # workers seeded from cfg.seed; without workers the loader's one draw stays on the seeded stream
+        generator=loader_generator(cfg.seed) if cfg.num_workers else None,
     )
     iters_per_epoch = len(loader)
     max_iters = max(1, cfg.epochs * iters_per_epoch)
@@ -261,14 +286,8 @@ def fit(
                     group["lr"] = lr
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = loss_fn(net(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-
-                loss_sum += loss.detach()
+                loss = train_step(net, optimizer, scaler, images, labels, use_amp, loss_fn)
+                loss_sum += loss
                 seen += images.shape[0] * ddp.world_size
                 if (i + 1) % cfg.log_every == 0 or i + 1 == iters_per_epoch:
                     ips = seen / (time.perf_counter() - t_epoch)
