@@ -204,12 +204,38 @@ def run(
     from badseg.data import DatasetError
     from badseg.pipeline import run_experiment
 
+    from badseg.sam.config import is_sam_config
+
+    if is_sam_config(config):
+        _run_sam(config, out, set_ or [])
+        return
     try:
         cfg = load_config(config, set_ or [])
         metrics = run_experiment(cfg, out, log=console.print)
     except (ConfigError, DatasetError, ValueError, KeyError) as e:
         _fail(str(e))
     _print_metrics(metrics, out)
+
+
+def _run_sam(config: Path, out: Path, overrides: list[str]) -> None:
+    """``badseg run`` for a ``task: sam`` config (BADSEG-SAM, ``badseg.sam.experiment``)."""
+    from badseg.config import ConfigError
+    from badseg.data import DatasetError
+    from badseg.sam.config import load_sam_config
+    from badseg.sam.experiment import run_sam_experiment
+
+    try:
+        metrics = run_sam_experiment(load_sam_config(config, overrides), out, log=console.print)
+    except (ConfigError, DatasetError, ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e))
+    table = Table(title=f"BADSEG-SAM Mask-{metrics['attack']['attack']}, fine-tuned: {metrics['trainable']}")
+    cols = ("asr", "iou_to_target", "clean_utility_before", "clean_utility_after", "clean_model_asr")
+    for col in cols:
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{metrics[c]:.3f}" for c in cols))
+    console.print(table)
+    console.print(f"weights: {metrics['weights']}")
+    console.print(f"report: {out / 'report.md'}  metrics: {out / 'metrics.json'}")
 
 
 @app.command()

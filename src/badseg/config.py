@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,6 +19,9 @@ from badseg.triggers import TriggerSpec
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DataConfig(_Strict):
@@ -198,10 +201,10 @@ def apply_override(tree: dict[str, Any], item: str) -> None:
     set_value(tree, key, yaml.safe_load(raw))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                values: dict[str, Any] | None = None) -> RunConfig:
+def validated(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None,
+              values: dict[str, Any] | None = None) -> M:
     """Read YAML (or start from defaults), set ``values`` (dotted key → value, e.g. a command's
-    shortcut flags), apply the ``key=value`` overrides, validate."""
+    shortcut flags), apply the ``key=value`` overrides, validate as ``model``."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -213,9 +216,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for item in overrides or []:
         apply_override(tree, item)
     try:
-        return RunConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(str(e)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> RunConfig:
+    """Read YAML (or start from defaults), set ``values``, apply the overrides, validate."""
+    return validated(RunConfig, path, overrides, values)
 
 
 def dump_config(cfg: RunConfig) -> str:

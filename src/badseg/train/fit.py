@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -141,6 +141,26 @@ def _save_atomic(obj: object, path: Path) -> None:
         torch.save(obj, f)
 
 
+#: batch_loss(net, batch) -> scalar loss; ``batch`` is what the loader yields, moved to the device.
+BatchLoss = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors (nested in lists / tuples) to ``device``; 4-D ones (images) channels-last."""
+    if isinstance(batch, torch.Tensor):
+        fmt = torch.channels_last if batch.dim() == 4 else torch.preserve_format
+        return batch.to(device, non_blocking=True, memory_format=fmt)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    while isinstance(batch, (list, tuple)):
+        batch = batch[0]
+    return int(batch.shape[0])
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -161,10 +181,15 @@ def fit(
     out_dir: str | Path,
     resume: bool = True,
     loss_fn: LossFn = pixel_cross_entropy,
+    batch_loss: BatchLoss | None = None,
 ) -> dict[str, object]:
     """Train ``model`` (images N×3×H×W in [0, 1] → logits N×C×H×W) on (image, label) pairs,
     minimising ``loss_fn`` (pixel cross-entropy unless a defense's recipe says otherwise, e.g.
     ABL's flooding loss or its unlearning ascent).
+
+    ``batch_loss(net, batch)``, when given, replaces ``loss_fn(net(images), labels)`` for loaders
+    whose batches are not (image, label) pairs (the promptable victims of ``badseg.sam``: images
+    or cached encoder features, prompts, target masks).
 
     Writes (rank 0 only) ``ckpt_dir/last.pt`` every epoch — ``model``, ``optimizer``,
     ``scaler``, ``epoch`` (epochs completed), ``loss``, ``rng``, ``config`` — and one JSON line per epoch
@@ -233,22 +258,21 @@ def fit(
             net.train()
             task = progress.add_task("train", total=iters_per_epoch, epoch=epoch + 1, loss=math.nan, ips=0.0)
             t_epoch, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
-            for i, (images, labels) in enumerate(loader):
+            for i, batch in enumerate(loader):
                 it = epoch * iters_per_epoch + i
                 lr = poly_lr(cfg.lr, it, max_iters, cfg.poly_power)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-                labels = labels.to(device, non_blocking=True)
+                batch = _to_device(batch, device)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = loss_fn(net(images), labels)
+                    loss = batch_loss(net, batch) if batch_loss is not None else loss_fn(net(batch[0]), batch[1])
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
 
                 loss_sum += loss.detach()
-                seen += images.shape[0] * ddp.world_size
+                seen += _batch_size(batch) * ddp.world_size
                 if (i + 1) % cfg.log_every == 0 or i + 1 == iters_per_epoch:
                     ips = seen / (time.perf_counter() - t_epoch)
                     progress.update(task, completed=i + 1, loss=loss_sum.item() / (i + 1), ips=ips)
