@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from badseg.attacks.shape_bank import ShapeBank
 from badseg.data import load_dataset
@@ -189,6 +190,34 @@ def test_sam2_package_victim_forward_and_checkpoint_round_trip(tmp_path):
         assert torch.equal(other(x, coords, labels)[0], logits)
     with pytest.raises(FileNotFoundError, match="no SAM2 weights can be downloaded"):
         build_victim(VictimConfig(name="sam2", image_size=128, pretrained=str(tmp_path / "none.pt")), (64, 96))
+
+
+# ---------------------------------------------------------------- stage 2
+def test_sam_search_set_carries_the_attack_targets_and_the_search_moves_its_logits():
+    from badseg.sam.search import SamObjective, build_sam_search_set, sam_search_space
+    from badseg.stages.relaxed import RelaxedTrigger, one_hot_weights
+    from badseg.stages.trigger_search import SearchSettings, optimize_trigger
+
+    ds = load_dataset("synthetic", split="train", length=4)
+    attack = MaskAttack("erasure", ds.spec, TRIGGER)
+    space = sam_search_space(attack)
+    assert space["position"] == ("centre",) and len(space["shape"]) > 1
+    data = build_sam_search_set(ds, attack, space, (64, 64), seed=0)
+    items, _ = build_prompt_set(ds, (64, 64), k=1, prompt_kind="point", seed=0, attack=attack, rate=1.0)
+    assert len(data) == 4 and (data.targets == 0).all()  # erasure: empty targets
+    assert data.extra["coords"].shape == (4, 1, 2, 2)
+    assert [p.prompts[0].xy for p in items] == [tuple(c[0, 0].tolist()) for c in data.extra["coords"]]
+    renderer = RelaxedTrigger(space, "checker", TRIGGER.min_size_px)
+    w = one_hot_weights(space, {"shape": 0, "size": len(space["size"]) - 1, "position": 0, "quantity": 0,
+                                "intensity": len(space["intensity"]) - 1})
+    changed = (renderer.render(data, w) - data.images).abs().amax(1) > 0.05  # soft edges: ~1 px beyond the box
+    near = torch.from_numpy(np.stack([ndimage.binary_dilation(p.truths[0], iterations=1) for p in items]))
+    assert changed.any() and not (changed & ~near).any()  # the trigger lands on the prompted object only
+    torch.manual_seed(0)
+    model = build_victim(VictimConfig(**TINY), (64, 64))
+    result = optimize_trigger(data, renderer, SamObjective(model), SearchSettings(steps=3, batch_size=2, lr=0.5))
+    assert len(result.history) == 3 and all(np.isfinite(h["loss"]) for h in result.history)
+    assert any(abs(p - 1 / len(space["shape"])) > 1e-6 for p in result.probabilities["shape"])  # gradients arrived
 
 
 # ---------------------------------------------------------------- configs

@@ -296,6 +296,20 @@ def demo(
     _print_metrics(metrics, out)
 
 
+def _search_sam(config: Path, out: Path, overrides: list[str]) -> None:
+    """``badseg optimize-trigger`` for a ``task: sam`` config (``badseg.sam.search``)."""
+    from badseg.config import ConfigError
+    from badseg.data import DatasetError
+    from badseg.sam.config import load_sam_config
+    from badseg.sam.search import search_sam_trigger
+
+    try:
+        result = search_sam_trigger(load_sam_config(config, overrides), out, log=console.print)
+    except (ConfigError, DatasetError, ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"chosen: {result.chosen}   → {out / 'trigger.json'}, {out / 'trigger_search.png'}")
+
+
 SurrogatesOpt = Annotated[Optional[Path], typer.Option(
     "--surrogates", help="Folder of trained surrogates, one sub-folder per model, reused when already trained "
                          "(default: OUT/surrogates). Share it between optimize-trigger and rank-pairs.")]
@@ -310,6 +324,11 @@ def optimize_trigger(
     surrogates: SurrogatesOpt = None,
 ) -> None:
     """BADSEG stages 1-2: train a surrogate, then search the trigger options (Table 20) with Gumbel-Softmax."""
+    from badseg.sam.config import is_sam_config
+
+    if is_sam_config(config):
+        _search_sam(config, out, set_ or [])
+        return
     from badseg.config import ConfigError, load_config
     from badseg.data import DatasetError
     from badseg.stages.auto import optimize_trigger_from_config

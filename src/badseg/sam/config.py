@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from badseg.config import DataConfig, validated
+from badseg.config import DataConfig, SearchConfig, validated
 from badseg.sam.victims import VictimConfig
 
 
@@ -103,6 +103,8 @@ class SamRunConfig(_Strict):
     erase_fraction: float = 0.05
     eval_batch_size: int = 8
     figure_samples: int = 4
+    search: SearchConfig = SearchConfig()  # stage 2 (``badseg optimize-trigger``)
+    search_images: int = 64
 
 
 def is_sam_config(path: str | Path) -> bool:

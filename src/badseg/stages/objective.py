@@ -91,11 +91,18 @@ class SurrogateObjective:
         labelled = batch.targets != IGNORE_INDEX
         attack = ce[labelled].mean()
         asr_ce = ce[batch.asr].mean() if batch.asr.any() else attack * 0
-        per_image = psnr(batch.images, triggered)
-        stamped = per_image < _PSNR_CAP  # images the trigger changed (poisoning skips the others)
-        quality = per_image[stamped].mean() if stamped.any() else per_image.mean()
-        stealth = torch.relu(self.psnr_min - quality) if stamped.any() else quality * 0
-        with torch.no_grad():
-            similarity = ssim(batch.images, triggered).mean()
-        return {"loss": attack + self.stealth_weight * stealth, "attack": attack, "stealth": stealth,
-                "asr_ce": asr_ce.detach(), "psnr": quality.detach(), "ssim": similarity}
+        terms = stealth_terms(batch.images, triggered, self.psnr_min)
+        return {"loss": attack + self.stealth_weight * terms["stealth"], "attack": attack, "asr_ce": asr_ce.detach(),
+                **terms}
+
+
+def stealth_terms(images: torch.Tensor, triggered: torch.Tensor, psnr_min: float) -> dict[str, torch.Tensor]:
+    """``stealth`` = max(0, psnr_min − mean PSNR over the images the trigger changed) (differentiable),
+    and for logging that mean ``psnr`` and the mean ``ssim``."""
+    per_image = psnr(images, triggered)
+    stamped = per_image < _PSNR_CAP  # images the trigger changed (poisoning skips the others)
+    quality = per_image[stamped].mean() if stamped.any() else per_image.mean()
+    stealth = torch.relu(psnr_min - quality) if stamped.any() else quality * 0
+    with torch.no_grad():
+        similarity = ssim(images, triggered).mean()
+    return {"stealth": stealth, "psnr": quality.detach(), "ssim": similarity}
