@@ -252,3 +252,21 @@ def test_asr_definitions():
     erase.update(small, truth, torch.zeros_like(truth))
     assert erase.success().tolist() == [True, False]
     assert erase.mean_iou_target() == 0.0
+
+
+def test_a_shared_stage_folder_refuses_a_different_stage(tmp_path):
+    from badseg.config import ConfigError
+    from badseg.sam.config import load_sam_config
+    from badseg.sam.experiment import _claim_stage_dir
+
+    ds = load_dataset("synthetic", split="train", length=3)
+    items, _ = build_prompt_set(ds, (64, 64), k=1, seed=0)
+    cfg = load_sam_config(None, [])
+    _claim_stage_dir(cfg, cfg.finetune, items, tmp_path, None)
+    _claim_stage_dir(cfg, cfg.finetune, items, tmp_path, None)  # the same stage resumes
+    other = load_sam_config(None, ["finetune.trainable=adapters"])
+    with pytest.raises(ConfigError, match="own folder"):
+        _claim_stage_dir(other, other.finetune, items, tmp_path, None)
+    poisoned, _ = build_prompt_set(ds, (64, 64), k=1, seed=0, attack=MaskAttack("erasure", ds.spec, TRIGGER), rate=1.0)
+    with pytest.raises(ConfigError, match="own folder"):
+        _claim_stage_dir(cfg, cfg.finetune, poisoned, tmp_path, None)

@@ -19,6 +19,7 @@ their outputs are computed once and cached (``victims.PromptableModel.frozen_pre
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -83,9 +84,29 @@ def _finished(ckpt_dir: Path, epochs: int) -> bool:
     return path.is_file() and int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) >= epochs
 
 
+def _claim_stage_dir(cfg: SamRunConfig, stage: SamTrainConfig, items: list[PromptItem], out: Path,
+                     init: Path | None) -> None:
+    """Write ``out/stage.json`` (what this stage trains on, and from what), or check that the one
+    there matches: a shared stage folder (``base.dir``, ``clean_finetune_dir``) must not be reused
+    for a different stage (another trainable part, dataset, victim or poisoned set)."""
+    digest = hashlib.sha256(json.dumps([[it.id, it.poisoned.tolist(), [p.to_dict() for p in it.prompts]]
+                                        for it in items]).encode()).hexdigest()
+    key = {"victim": cfg.victim.__dict__, "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed,
+           "stage": stage.model_dump(mode="json", exclude={"dir"}), "loss": cfg.loss.model_dump(mode="json"),
+           "init": None if init is None else str(init), "prompts": digest}
+    text = json.dumps(key, indent=1, sort_keys=True)
+    path = out / "stage.json"
+    if path.is_file() and path.read_text() != text:
+        raise ConfigError(f"{out} holds a training stage with different settings or data ({path}); "
+                          "give this stage its own folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
+
+
 def train_stage(cfg: SamRunConfig, stage: SamTrainConfig, items: list[PromptItem], out: Path,
                 init: Path | None = None, log: Callable[[str], None] = print) -> tuple[PromptableModel, dict]:
     """Build the victim, load ``init`` (a checkpoint), train ``stage.trainable`` on ``items`` in ``out``."""
+    _claim_stage_dir(cfg, stage, items, out, init)
     model = build_victim(cfg.victim, tuple(cfg.data.size))
     counts = set_trainable(model, stage.trainable)
     if _finished(out, stage.epochs):
