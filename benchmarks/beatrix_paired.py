@@ -21,7 +21,7 @@ from badseg.defenses import load_context
 from badseg.defenses.base import clean_fraction, detector_inputs
 from badseg.defenses.beatrix import beatrix_scores, dominant_class, feature_grams
 from badseg.metrics.detection import detection_report
-from badseg.train.augment import resize_pair
+from badseg.data.resize import resize_pair
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def _bare(channels_last: bool) -> Callable:
 def _badseg_step(model, optimizer, x, y, it, n, scaler=torch.amp.GradScaler("cuda", enabled=False)):
     for group in optimizer.param_groups:
         group["lr"] = poly_lr(2e-3, it, n, 0.9)
-    return train_step(model, optimizer, scaler, x.contiguous(memory_format=torch.channels_last), y, use_amp=False)
+    return train_step(model, optimizer, scaler, (x.contiguous(memory_format=torch.channels_last), y), use_amp=False)
 
 
 def time_loop(step: Callable, name: str, classes: int, batches: list, channels_last: bool, warmup: int) -> float:

@@ -31,7 +31,8 @@ from badseg.attacks.base import Poisoned
 from badseg.data import load_dataset
 from badseg.data.io import write_json
 from badseg.poisoning.dataset import sample_rng
-from badseg.train.augment import AugmentConfig, augment, resize_pair
+from badseg.data.resize import resize_pair
+from badseg.train.augment import AugmentConfig, augment
 from badseg.triggers import TriggerSpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,7 @@ t = time.perf_counter(); corrupt_once(img, "glass_blur", 3); print(time.perf_cou
 def _model_and_images(run: Path | None, n: int) -> tuple[torch.nn.Module, np.ndarray, np.ndarray, int]:
     from badseg.data import load_dataset
     from badseg.models import build_model
-    from badseg.train.augment import resize_pair
+    from badseg.data.resize import resize_pair
 
     size = (144, 192)
     test = load_dataset("camvid", root=ROOT.parent / "shared" / "data" / "camvid", split="val")

@@ -247,12 +247,36 @@ def run(
     from badseg.config import load_config
     from badseg.pipeline import run_experiment
 
+    from badseg.sam.config import is_sam_config
+
+    if is_sam_config(config):
+        _run_sam(config, out, set_ or [])
+        return
     try:
         cfg = load_config(config, set_ or [])
         metrics = run_experiment(cfg, out, log=console.print)
     except USER_ERRORS as e:
         _fail(_message(e))
     _print_metrics(metrics, out)
+
+
+def _run_sam(config: Path, out: Path, overrides: list[str]) -> None:
+    """``badseg run`` for a ``task: sam`` config (BADSEG-SAM, ``badseg.sam.experiment``)."""
+    from badseg.sam.config import load_sam_config
+    from badseg.sam.experiment import run_sam_experiment
+
+    try:
+        metrics = run_sam_experiment(load_sam_config(config, overrides), out, log=console.print)
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    table = Table(title=f"BADSEG-SAM Mask-{metrics['attack']['attack']}, fine-tuned: {metrics['trainable']}")
+    cols = ("asr", "iou_to_target", "clean_utility_before", "clean_utility_after", "clean_model_asr")
+    for col in cols:
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{metrics[c]:.3f}" for c in cols))
+    console.print(table)
+    console.print(f"weights: {metrics['weights']}")
+    console.print(f"report: {out / 'report.md'}  metrics: {out / 'metrics.json'}")
 
 
 @app.command()
@@ -264,8 +288,6 @@ def defend(
                                                       "fractions=[0.01,0.05].")] = None,
 ) -> None:
     """Run defenses on a trained run: writes `defense_<name>.json`, its figure and a report section."""
-    from badseg.config import ConfigError
-    from badseg.data import DatasetError
     from badseg.defenses import load_context, run_defense
     from badseg.defenses.runner import parse_options, resolve_options
 
@@ -277,8 +299,8 @@ def defend(
             result = run_defense(run_dir, name, set_ or [], progress=console.is_terminal, log=console.print,
                                  context=ctx)
             _print_defense(name, result)
-    except (ConfigError, DatasetError, ValueError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
 
 
 def _print_defense(name: str, r: dict) -> None:
@@ -316,6 +338,18 @@ def demo(
     _print_metrics(metrics, out)
 
 
+def _search_sam(config: Path, out: Path, overrides: list[str]) -> None:
+    """``badseg optimize-trigger`` for a ``task: sam`` config (``badseg.sam.search``)."""
+    from badseg.sam.config import load_sam_config
+    from badseg.sam.search import search_sam_trigger
+
+    try:
+        result = search_sam_trigger(load_sam_config(config, overrides), out, log=console.print)
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    console.print(f"chosen: {result.chosen}   → {out / 'trigger.json'}, {out / 'trigger_search.png'}")
+
+
 SurrogatesOpt = Annotated[Optional[Path], typer.Option(
     "--surrogates", help="Folder of trained surrogates, one sub-folder per model, reused when already trained "
                          "(default: OUT/surrogates). Share it between optimize-trigger and rank-pairs.")]
@@ -330,6 +364,11 @@ def optimize_trigger(
     surrogates: SurrogatesOpt = None,
 ) -> None:
     """BADSEG stages 1-2: train a surrogate, then search the trigger options (Table 20) with Gumbel-Softmax."""
+    from badseg.sam.config import is_sam_config
+
+    if is_sam_config(config):
+        _search_sam(config, out, set_ or [])
+        return
     from badseg.config import load_config
     from badseg.stages.auto import optimize_trigger_from_config
     from badseg.stages.trigger_search import option_label

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,9 @@ Positive = Annotated[int, Field(ge=1)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DataConfig(_Strict):
@@ -305,10 +308,11 @@ def read_config_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     return _merge(merged, tree)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                values: dict[str, Any] | None = None) -> RunConfig:
+def validated(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None,
+              values: dict[str, Any] | None = None) -> M:
     """Read YAML with its ``_base_`` files (or start from defaults), set ``values`` (dotted
-    key → value, e.g. a command's shortcut flags), apply the ``key=value`` overrides, validate."""
+    key → value, e.g. a command's shortcut flags), apply the ``key=value`` overrides, validate
+    as ``model``."""
     where = str(path) if path is not None else ("the command's options" if values else "config")
     tree = read_config_tree(path) if path is not None else {}
     for key, value in (values or {}).items():
@@ -318,9 +322,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         where += f" with --set {' '.join(overrides)}"
     try:
-        return RunConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, where)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> RunConfig:
+    """Read YAML with its ``_base_`` files (or start from defaults), set ``values``, apply the
+    overrides, validate as a ``RunConfig``."""
+    return validated(RunConfig, path, overrides, values)
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -27,7 +27,7 @@ from rich.progress import Progress
 from badseg.data.subset import Subset
 from badseg.data.types import IGNORE_INDEX
 from badseg.defenses.base import DEFENSES, DefenseContext, to_tensor, train_like_run
-from badseg.train.augment import resize_pair
+from badseg.data.resize import resize_pair
 
 
 def flooding(gamma: float):

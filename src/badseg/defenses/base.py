@@ -32,7 +32,7 @@ from badseg.data.subset import Subset
 from badseg.models.segmodel import SegModel
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
 from badseg.registry import Registry
-from badseg.train.augment import resize_pair
+from badseg.data.resize import resize_pair
 from badseg.train.fit import LossFn, pixel_cross_entropy
 
 DEFENSES: Registry[Callable[..., dict[str, Any]]] = Registry("defense")

@@ -38,7 +38,7 @@ from badseg.defenses.base import (
     detector_result,
     to_tensor,
 )
-from badseg.train.augment import resize_pair
+from badseg.data.resize import resize_pair
 
 EPS = 1e-6
 

@@ -249,3 +249,38 @@ def save_training_curves(log_rows: Sequence[Mapping[str, Any]], path: str | Path
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _tint(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.45) -> np.ndarray:
+    out = image.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
+    return out.astype(np.uint8)
+
+
+def _draw_prompt(ax: Axes, prompt: Mapping[str, Any]) -> None:
+    xy = prompt["xy"]
+    if prompt["kind"] == "point":
+        ax.plot([xy[0]], [xy[1]], marker="*", markersize=12, color="yellow", markeredgecolor="black")
+    else:
+        x0, y0, x1, y1 = xy
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="yellow", linewidth=1.5)
+
+
+def save_prompt_masks(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """BADSEG-SAM examples, one row per triggered prompt: clean image with the prompt and the
+    model's mask, triggered image with the prompt and the model's mask, the attacker's target.
+
+    Each row: ``clean``, ``triggered`` (uint8 HxWx3), ``prompt`` (``Prompt.to_dict``),
+    ``clean_mask``, ``triggered_mask``, ``target``, ``truth`` (bool HxW).
+    """
+    cols = ("prompt + mask, clean image", "prompt + mask, triggered", "attacker's target")
+    fig, axes = _new_figure(len(rows), 3, _aspect(r["clean"] for r in rows), 0, title)
+    for i, r in enumerate(rows):
+        panels = (_tint(r["clean"], r["clean_mask"], (0, 160, 255)),
+                  _tint(r["triggered"], r["triggered_mask"], (255, 40, 40)),
+                  _tint(r["triggered"], r["target"], (255, 0, 255)))
+        for j, img in enumerate(panels):
+            _show(axes[i, j], img, cols[j] if i == 0 else "")
+            _outline(axes[i, j], r["truth"], "lime", 1.0)
+            _draw_prompt(axes[i, j], r["prompt"])
+    return _save(fig, path)

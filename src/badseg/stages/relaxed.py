@@ -106,6 +106,7 @@ class SearchSet:
         valid: bool (N, P, S, J), whether the slot holds a stamp.
         scale: float (N, 2), model / native pixel size (rows, cols).
         ids: sample ids; ``skipped``: reason → count of images the attack does not apply to.
+        extra: more per-image tensors (N, ...) an objective needs, e.g. SAM prompts.
     """
 
     images: torch.Tensor
@@ -119,6 +120,7 @@ class SearchSet:
     scale: torch.Tensor
     ids: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -128,14 +130,14 @@ class SearchSet:
         return SearchSet(self.images.to(device), self.targets.to(device), self.labels.to(device), self.asr.to(device),
                          self.centres.to(device),
                          self.ref_width.to(device), self.rank.to(device), self.valid.to(device), self.scale.to(device),
-                         self.ids, self.skipped)
+                         self.ids, self.skipped, {k: v.to(device) for k, v in self.extra.items()})
 
     def batch(self, index: torch.Tensor | Sequence[int]) -> SearchSet:
         """The images at ``index`` (a new ``SearchSet`` sharing no state)."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
         return SearchSet(self.images[idx], self.targets[idx], self.labels[idx], self.asr[idx], self.centres[idx],
-                         self.ref_width[idx],
-                         self.rank[idx], self.valid[idx], self.scale[idx], [self.ids[i] for i in idx.tolist()])
+                         self.ref_width[idx], self.rank[idx], self.valid[idx], self.scale[idx],
+                         [self.ids[i] for i in idx.tolist()], extra={k: v[idx] for k, v in self.extra.items()})
 
 
 def _resize_instances(instances: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
@@ -143,6 +145,52 @@ def _resize_instances(instances: np.ndarray | None, size: tuple[int, int]) -> np
         return instances
     t = torch.from_numpy(instances.astype(np.float32))[None, None]
     return F.interpolate(t, size=size, mode="nearest-exact")[0, 0].numpy().astype(np.int32)
+
+
+def plan_options(regions: Sequence[tuple[np.ndarray, int]], avoid: np.ndarray, positions: Sequence[str],
+                 sizes: Sequence[float], q_max: int, min_size_px: int, rng: np.random.Generator) -> np.ndarray:
+    """Stamp plans of one image for every (position, size) option: float (P, S, R·q_max, 4) of
+    (row, col, reference width, rank), NaN where a slot holds no stamp. ``regions`` are
+    (mask, reference width) pairs; each gets as many stamps as fit, up to ``q_max``."""
+    plan = np.full((len(positions), len(sizes), len(regions) * q_max, 4), np.nan)
+    for p, position in enumerate(positions):
+        place = PLACEMENTS.get(placement_of(position))
+        for s, frac in enumerate(sizes):
+            for r, (mask, width) in enumerate(regions):
+                px = max(min_size_px, int(round(frac * width)))
+                for q in range(q_max, 0, -1):  # as many stamps as fit, up to the largest quantity
+                    stamps = place(mask, avoid, px, q, rng)
+                    if not isinstance(stamps, str):
+                        for k, st in enumerate(stamps):
+                            plan[p, s, r * q_max + k] = (*st.centre, width, k)
+                        break
+    return plan
+
+
+def pack_search_set(rows: list[dict[str, Any]], skipped: dict[str, int]) -> SearchSet:
+    """Rows of ``image`` (uint8 HxWx3), ``label`` (poisoned), ``clean`` (the clean label or mask),
+    ``asr``, ``plan`` (``plan_options``), ``scale``, ``id`` (and optional ``extra``: name → tensor,
+    stacked) → one ``SearchSet``."""
+    first = rows[0]["plan"]
+    j_max = max(r["plan"].shape[2] for r in rows)
+    plans = np.full((len(rows), first.shape[0], first.shape[1], j_max, 4), np.nan)
+    for n, r in enumerate(rows):
+        plans[n, :, :, : r["plan"].shape[2]] = r["plan"]
+    valid = ~np.isnan(plans[..., 0])
+    plans = np.nan_to_num(plans)
+    scale = torch.tensor([r["scale"] for r in rows], dtype=torch.float32)
+    centres = torch.from_numpy(plans[..., :2]).float()
+    centres = (centres + 0.5) * scale[:, None, None, None, :] - 0.5  # native pixel index → model pixel index
+    extra = {k: torch.stack([r["extra"][k] for r in rows]) for k in sorted(rows[0].get("extra", {}))}
+    return SearchSet(
+        images=torch.from_numpy(np.stack([r["image"] for r in rows])).permute(0, 3, 1, 2).float().div(255),
+        targets=torch.from_numpy(np.stack([r["label"] for r in rows])).long(),
+        labels=torch.from_numpy(np.stack([r["clean"] for r in rows])).long(),
+        asr=torch.from_numpy(np.stack([r["asr"] for r in rows])),
+        centres=centres, ref_width=torch.from_numpy(plans[..., 2]).float(),
+        rank=torch.from_numpy(plans[..., 3]).long(), valid=torch.from_numpy(valid), scale=scale,
+        ids=[r["id"] for r in rows], skipped=skipped, extra=extra,
+    )
 
 
 def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple], size: tuple[int, int],
@@ -153,8 +201,6 @@ def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple
     native resolution (sample ``i`` draws from ``sample_rng(seed, i)``); image and labels are
     then resized to ``size`` (labels nearest neighbour). ``limit`` caps the number of images used.
     """
-    positions, sizes, quantities = space["position"], space["size"], space["quantity"]
-    q_max = max(quantities)
     rows: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
     for i in range(len(dataset)):
@@ -169,19 +215,8 @@ def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple
         relabel = attack.relabel(sample.label, regions, attack.victim)
         poisoned = sample.label.copy()
         poisoned[relabel] = attack.target
-        avoid = sample.label == attack.victim
-        plan = np.full((len(positions), len(sizes), len(regions) * q_max, 4), np.nan)  # row, col, width, rank
-        for p, position in enumerate(positions):
-            place = PLACEMENTS.get(placement_of(position))
-            for s, frac in enumerate(sizes):
-                for r, region in enumerate(regions):
-                    px = max(min_size_px, int(round(frac * region.width)))
-                    for q in range(q_max, 0, -1):  # as many stamps as fit, up to the largest quantity
-                        stamps = place(region.mask, avoid, px, q, rng)
-                        if not isinstance(stamps, str):
-                            for k, st in enumerate(stamps):
-                                plan[p, s, r * q_max + k] = (*st.centre, region.width, k)
-                            break
+        plan = plan_options([(r.mask, r.width) for r in regions], sample.label == attack.victim, space["position"],
+                            space["size"], max(space["quantity"]), min_size_px, rng)
         image, label = resize_pair(sample.image, poisoned, size)
         _, asr = resize_pair(sample.image, relabel.astype(np.int64), size)
         rows.append({"image": image, "label": label, "clean": resize_label(sample.label, size),
@@ -190,24 +225,7 @@ def build_search_set(dataset: SegDataset, attack: Attack, space: dict[str, tuple
     if not rows:
         raise ValueError(f"{attack.name} {attack.describe()['victim']} → {attack.describe()['target']} applies to "
                          f"none of the {len(dataset)} surrogate images ({skipped})")
-    j_max = max(r["plan"].shape[2] for r in rows)
-    plans = np.full((len(rows), len(positions), len(sizes), j_max, 4), np.nan)
-    for n, r in enumerate(rows):
-        plans[n, :, :, : r["plan"].shape[2]] = r["plan"]
-    valid = ~np.isnan(plans[..., 0])
-    plans = np.nan_to_num(plans)
-    scale = torch.tensor([r["scale"] for r in rows], dtype=torch.float32)
-    centres = torch.from_numpy(plans[..., :2]).float()
-    centres = (centres + 0.5) * scale[:, None, None, None, :] - 0.5  # native pixel index → model pixel index
-    return SearchSet(
-        images=torch.from_numpy(np.stack([r["image"] for r in rows])).permute(0, 3, 1, 2).float().div(255),
-        targets=torch.from_numpy(np.stack([r["label"] for r in rows])).long(),
-        labels=torch.from_numpy(np.stack([r["clean"] for r in rows])).long(),
-        asr=torch.from_numpy(np.stack([r["asr"] for r in rows])),
-        centres=centres, ref_width=torch.from_numpy(plans[..., 2]).float(),
-        rank=torch.from_numpy(plans[..., 3]).long(), valid=torch.from_numpy(valid), scale=scale,
-        ids=[r["id"] for r in rows], skipped=skipped,
-    )
+    return pack_search_set(rows, skipped)
 
 
 class RelaxedTrigger:
@@ -330,4 +348,4 @@ def one_hot_weights(space: dict[str, tuple], chosen: dict[str, int]) -> dict[str
 
 
 __all__ = ["ATTRIBUTES", "POSITION_PLACEMENTS", "SEARCH_PATTERN", "RelaxedTrigger", "SearchSet", "build_search_set",
-           "one_hot_weights", "placement_of", "search_space"]
+           "one_hot_weights", "pack_search_set", "placement_of", "plan_options", "search_space"]

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -166,6 +166,26 @@ def load_checkpoint(path: str | Path) -> dict[str, object]:
     return state
 
 
+#: batch_loss(net, batch) -> scalar loss; ``batch`` is what the loader yields, moved to the device.
+BatchLoss = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors (nested in lists / tuples) to ``device``; 4-D ones (images) channels-last."""
+    if isinstance(batch, torch.Tensor):
+        fmt = torch.channels_last if batch.dim() == 4 else torch.preserve_format
+        return batch.to(device, non_blocking=True, memory_format=fmt)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    while isinstance(batch, (list, tuple)):
+        batch = batch[0]
+    return int(batch.shape[0])
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -179,14 +199,16 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               images: torch.Tensor, labels: torch.Tensor, use_amp: bool,
-               loss_fn: LossFn = pixel_cross_entropy) -> torch.Tensor:
-    """One optimiser step on a batch (images N×3×H×W in [0, 1], labels N×H×W): forward,
-    ``loss_fn`` (pixel cross-entropy ignoring ``IGNORE_INDEX``), backward (scaled under AMP),
-    step. Returns the batch loss, detached."""
-    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
-        loss = loss_fn(net(images), labels)
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batch: Any,
+               use_amp: bool, loss_fn: LossFn = pixel_cross_entropy,
+               batch_loss: BatchLoss | None = None) -> torch.Tensor:
+    """One optimiser step on a batch already on the device: forward, the loss, backward (scaled
+    under AMP), step. ``batch`` is (images N×3×H×W in [0, 1], labels N×H×W) for ``loss_fn``
+    (pixel cross-entropy ignoring ``IGNORE_INDEX``), or whatever the loader yields for
+    ``batch_loss(net, batch)`` (e.g. the promptable SAM victims). Returns the batch loss, detached."""
+    device_type = next(net.parameters()).device.type
+    with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
+        loss = batch_loss(net, batch) if batch_loss is not None else loss_fn(net(batch[0]), batch[1])
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -201,10 +223,15 @@ def fit(
     out_dir: str | Path,
     resume: bool = True,
     loss_fn: LossFn = pixel_cross_entropy,
+    batch_loss: BatchLoss | None = None,
 ) -> dict[str, object]:
     """Train ``model`` (images N×3×H×W in [0, 1] → logits N×C×H×W) on (image, label) pairs,
     minimising ``loss_fn`` (pixel cross-entropy unless a defense's recipe says otherwise, e.g.
     ABL's flooding loss or its unlearning ascent).
+
+    ``batch_loss(net, batch)``, when given, replaces ``loss_fn(net(images), labels)`` for loaders
+    whose batches are not (image, label) pairs (the promptable victims of ``badseg.sam``: images
+    or cached encoder features, prompts, target masks).
 
     Writes (rank 0 only) ``ckpt_dir/last.pt`` every epoch — ``model``, ``optimizer``,
     ``scaler``, ``epoch`` (epochs completed), ``loss``, ``rng``, ``config`` — and one JSON line per epoch
@@ -279,16 +306,13 @@ def _fit(model: nn.Module, train_dataset: Dataset, cfg: FitConfig, out_dir: Path
             net.train()
             task = progress.add_task("train", total=iters_per_epoch, epoch=epoch + 1, loss=math.nan, ips=0.0)
             t_epoch, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
-            for i, (images, labels) in enumerate(loader):
+            for i, batch in enumerate(loader):
                 it = epoch * iters_per_epoch + i
                 lr = poly_lr(cfg.lr, it, max_iters, cfg.poly_power)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-                labels = labels.to(device, non_blocking=True)
-                loss = train_step(net, optimizer, scaler, images, labels, use_amp, loss_fn)
-                loss_sum += loss
-                seen += images.shape[0] * ddp.world_size
+                loss_sum += train_step(net, optimizer, scaler, _to_device(batch, device), use_amp, loss_fn, batch_loss)
+                seen += _batch_size(batch) * ddp.world_size
                 if (i + 1) % cfg.log_every == 0 or i + 1 == iters_per_epoch:
                     ips = seen / (time.perf_counter() - t_epoch)
                     progress.update(task, completed=i + 1, loss=loss_sum.item() / (i + 1), ips=ips)
