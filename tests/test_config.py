@@ -7,7 +7,9 @@ from badseg.config import DEMO_CONFIG, ConfigError, RunConfig, dump_config, load
 from badseg.data import get_spec
 from badseg.sam.config import is_sam_config
 
-CONFIGS = [p for p in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")) if not is_sam_config(p)]
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+                 if "paper" not in p.parts and "sweeps" not in p.parts  # sweep files: tests/test_paper_sweeps.py
+                 and not is_sam_config(p))
 
 
 def test_every_example_config_is_valid_and_its_attack_fits_the_dataset():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -182,7 +183,12 @@ def clean_model_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created) for the block: runs in other processes wait."""
+    """An exclusive lock on ``path`` (created) for the block: runs in other processes wait. Under
+    torchrun the ranks train the model together, so none takes it (a rank waiting on another's
+    lock would stall the process group)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:

@@ -34,7 +34,7 @@ from badseg.report.run_report import write_report
 from badseg.seeding import deterministic
 from badseg.stages.auto import resolve_auto
 from badseg.stages.surrogate import surrogate_model_name
-from badseg.train.fit import CHECKPOINT, load_checkpoint
+from badseg.train.fit import CHECKPOINT, is_main_process, load_checkpoint
 
 def preflight(cfg: RunConfig, out: Path, log=print) -> None:
     """What can be checked before any data is scanned or a model trained: the model and its
@@ -112,15 +112,19 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log) -> dict[str, Any]:
     model, summary = train_model(cfg.train, poisoned_train, train.spec.num_classes, out / "backdoored",
                                  model=cfg.model, size=size, seed=cfg.seed, deterministic=cfg.deterministic)
     metrics["train_minutes"] = summary.get("minutes")
+    clean = None
+    if cfg.clean_reference:
+        log("the clean reference model (same initial weights, unpoisoned data)")
+        clean_model, clean = clean_reference_model(cfg, train, out)
+        log(f"  {'reused' if clean['reused'] else 'trained'} in {clean['folder']}")
+    if not is_main_process():  # torchrun: the other ranks only help train; rank 0 evaluates and writes
+        return metrics
     stealth = StealthMeter.from_weights(cfg.lpips_weights)
     result = evaluate(model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, stealth, progress,
                       figure_samples=cfg.figure_samples)
     metrics.update(result.metrics())
     metrics["clean_model_cba"] = None
-    if cfg.clean_reference:
-        log("the clean reference model (same initial weights, unpoisoned data)")
-        clean_model, clean = clean_reference_model(cfg, train, out)
-        log(f"  {'reused' if clean['reused'] else 'trained'} in {clean['folder']}")
+    if clean is not None:
         ref = evaluate(clean_model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, None,
                        progress)
         metrics.update(clean_model_cba=ref.cba, clean_model_asr=ref.asr, clean_train_minutes=clean.get("minutes"),
