@@ -122,5 +122,8 @@ def test_the_shipped_configs_share_their_common_sections():
         common = load_config(root / "common.yaml")
         for path in root.rglob("*.yaml"):
             assert "data:" not in path.read_text() or path.name == "common.yaml", path
+            if "stealth" in path.parts:  # the stealth settings carry their own victim model and schedule
+                assert load_config(path).data == common.data, path
+                continue
             cfg = load_config(path)
             assert (cfg.data, cfg.model, cfg.train) == (common.data, common.model, common.train), path

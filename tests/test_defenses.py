@@ -336,7 +336,7 @@ def tiny_model() -> SegModel:
 def _cfg(epochs: int, lr: float):
     from badseg.config import load_config
 
-    return load_config(None, ["data.size=[24,24]", f"train.epochs={epochs}", "train.batch_size=8", f"train.lr={lr}",
+    return load_config(None, ["data.size=[32,32]", f"train.epochs={epochs}", "train.batch_size=8", f"train.lr={lr}",
                               "train.scale_range=[1,1]", "train.hflip=0", "train.weight_decay=0"])
 
 

@@ -1,10 +1,12 @@
 """Property (issue 14): for random small datasets and random attack/trigger settings, ``badseg poison``
 either writes a valid export or refuses with one clear message — never a traceback.
 
-A valid export (DESIGN §5, §6): every source sample appears once in the manifest and on disk at its
-source size; ``n_poisoned = round(rate · n_applicable)`` and ``n_applicable`` plus the skipped
-counts is every sample (inapplicable ones carry their reason, none is half-poisoned); an
-unpoisoned sample is the source sample unchanged; a poisoned one has an ASR mask of
+A valid export (DESIGN §5, §6): a drop-in copy in the source's layout that the source's own reader
+reads back, every source sample once in the manifest and on disk at its source size;
+``n_poisoned = min(round(rate · n_samples), n_applicable)`` (the paper's rate) and ``n_applicable``
+plus the skipped counts is every sample (inapplicable ones carry their reason, none is
+half-poisoned); an unpoisoned sample is the source sample unchanged, void ids included, file
+for file; a poisoned one has an ASR mask of
 ``asr_pixels`` pixels (and none otherwise), label ids inside the spec, and for the BADSEG
 vectors the target class over its whole ASR region. The source is never written to.
 
@@ -22,6 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from badseg.cli import app
+from badseg.data import load_dataset
 from badseg.data.camvid import CAMVID_SPEC, CAMVID_VOID
 from badseg.data.io import read_label_png, read_rgb
 
@@ -90,20 +93,26 @@ def _check_export(out: Path, src: Path, n: int, attack: str, rate: float, target
     rows = manifest["samples"]
     assert [r["id"] for r in rows] == [f"s{i}" for i in range(n)] and manifest["n_samples"] == n
     poisoned = [r for r in rows if r["poisoned"]]
-    assert len(poisoned) == manifest["n_poisoned"] == round(rate * manifest["n_applicable"])
+    assert len(poisoned) == manifest["n_poisoned"] == min(round(rate * n), manifest["n_applicable"])
     assert manifest["n_applicable"] + sum(manifest["skipped"].values()) == n
     assert sum("skip_reason" in r for r in rows if not r["poisoned"]) >= n - manifest["n_applicable"]
     masks = {p.stem for p in (out / "asr_masks").iterdir()}
     assert masks == {r["id"] for r in poisoned}
+    exported = load_dataset("camvid", root=out, split="train")  # the source's own reader
+    by_id = {exported.sample_id(i): i for i in range(len(exported))}
+    assert sorted(by_id) == sorted(r["id"] for r in rows)
     for r in rows:
         clean_image = read_rgb(src / "train" / f"{r['id']}.png")
         clean_label = read_label_png(src / "trainannot" / f"{r['id']}.png").astype(np.int64)
         clean_label[clean_label == CAMVID_VOID] = SPEC.ignore_index
-        image, label = read_rgb(out / "images" / f"{r['id']}.png"), read_label_png(out / "labels" / f"{r['id']}.png")
+        sample = exported[by_id[r["id"]]]
+        image, label = sample.image, sample.label
         assert image.shape == clean_image.shape and label.shape == clean_label.shape
         assert np.isin(label, [*range(SPEC.num_classes), SPEC.ignore_index]).all()
         if not r["poisoned"]:
             assert np.array_equal(image, clean_image) and np.array_equal(label, clean_label)
+            assert np.array_equal(read_label_png(out / "trainannot" / f"{r['id']}.png"),
+                                  read_label_png(src / "trainannot" / f"{r['id']}.png"))  # void ids kept
             continue
         asr = read_label_png(out / "asr_masks" / f"{r['id']}.png") > 0
         assert asr.sum() == r["asr_pixels"]

@@ -58,7 +58,7 @@ def test_build_model_seed_fixes_the_weights_and_leaves_the_global_generator_alon
 def test_backdoored_and_clean_model_of_a_run_start_from_the_same_weights(tmp_path, monkeypatch):
     starts = []
 
-    def fake_fit(model, dataset, cfg, out, resume=True):
+    def fake_fit(model, dataset, cfg, out, resume=True, **_):
         starts.append({k: v.clone() for k, v in model.state_dict().items()})
         torch.rand(1000)  # training draws from torch's generator in between
         return {"minutes": 0.0, "iterations": 1, "final_loss": 0.0}

@@ -152,7 +152,7 @@ def poison(
                                                   "image width).")] = None,
     intensity: Annotated[Optional[float], typer.Option(help="Alpha-blend strength in [0, 1].")] = None,
     quantity: Annotated[Optional[int], typer.Option(help="Stamps per triggered region.")] = None,
-    pattern: Annotated[Optional[str], typer.Option(help="checker, stripes, noise, solid[:colour].")] = None,
+    pattern: Annotated[Optional[str], typer.Option(help="checker, stripes, noise or solid:COLOUR; any of them tinted as BASE:COLOUR, e.g. stripes:red.")] = None,
     min_size_px: Annotated[Optional[int], typer.Option(help="Smallest stamp width in pixels.")] = None,
     placement: Annotated[Optional[str], typer.Option(help="centre, random_inside, random_outside, scatter.")] = None,
     carriers: Annotated[Optional[str], typer.Option(help="O2O, O2B: stamp the largest victim object or all.")] = None,

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from badseg.config import DataConfig, SearchConfig, validated
+from badseg.config import ConfigError, DataConfig, SearchConfig, read_config_tree, validated
 from badseg.sam.victims import VictimConfig
 
 
@@ -108,12 +108,12 @@ class SamRunConfig(_Strict):
 
 
 def is_sam_config(path: str | Path) -> bool:
-    """Whether a YAML config file is a BADSEG-SAM one (``task: sam``)."""
-    path = Path(path)
-    if not path.is_file():
+    """Whether a YAML config file (with its ``_base_`` files) is a BADSEG-SAM one (``task: sam``).
+    A file that cannot be read as a config is not: loading it then reports why."""
+    try:
+        return read_config_tree(path).get("task") == "sam"
+    except ConfigError:
         return False
-    tree = yaml.safe_load(path.read_text()) or {}
-    return isinstance(tree, dict) and tree.get("task") == "sam"
 
 
 def load_sam_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SamRunConfig:

@@ -30,7 +30,7 @@ from badseg.sam.loss import MaskLossConfig, mask_loss
 from badseg.sam.targets import MaskAttack
 from badseg.sam.victims import PromptableModel
 from badseg.stages.objective import stealth_terms
-from badseg.stages.relaxed import ATTRIBUTES, RelaxedTrigger, SearchSet, pack_search_set, plan_options
+from badseg.stages.relaxed import RelaxedTrigger, SearchSet, pack_search_set, plan_options, with_pattern
 from badseg.stages.trigger_search import SearchResult, SearchSettings, optimize_trigger, sweep_options, \
     write_search_outputs
 from badseg.triggers import TRIGGER_GRIDS
@@ -40,7 +40,7 @@ def sam_search_space(attack: MaskAttack) -> dict[str, tuple]:
     """Table 20's options for a BADSEG-SAM attack (position: the centre of the prompted segment)."""
     grid = dict(TRIGGER_GRIDS["b2o" if attack.name == "injection" else "o2b"])
     grid["position"] = ("centre",)
-    return {a: tuple(grid[a]) for a in ATTRIBUTES}
+    return with_pattern(grid, attack.trigger.pattern)
 
 
 def build_sam_search_set(dataset: SegDataset, attack: MaskAttack, space: dict[str, tuple], size: tuple[int, int],

@@ -76,12 +76,19 @@ def search_space(attack: Attack, pattern: str = "checker") -> dict[str, tuple]:
     grid = dict(TRIGGER_GRIDS[key])
     if "position" not in grid:
         grid["position"] = (attack.placement,)
+    return with_pattern(grid, pattern)
+
+
+def with_pattern(grid: dict[str, tuple], pattern: str) -> dict[str, tuple]:
+    """``grid``'s options with the pattern and colour attributes of ``pattern``: single options for
+    a trigger pattern, every base and colour for ``"search"``, in ``ATTRIBUTES`` order."""
     if pattern == SEARCH_PATTERN:
-        grid["pattern"], grid["colour"] = PATTERN_BASES, COLOURS
+        bases, colours = PATTERN_BASES, COLOURS
     else:
         base, colour = split_pattern(pattern)
-        grid["pattern"], grid["colour"] = (base,), (colour,)
-    return {a: tuple(grid[a]) for a in ATTRIBUTES}
+        bases, colours = (base,), (colour,)
+    return {a: tuple(grid[a]) for a in ATTRIBUTES if a not in ("pattern", "colour")} | {"pattern": bases,
+                                                                                       "colour": colours}
 
 
 def placement_of(position: str) -> str:
@@ -348,4 +355,4 @@ def one_hot_weights(space: dict[str, tuple], chosen: dict[str, int]) -> dict[str
 
 
 __all__ = ["ATTRIBUTES", "POSITION_PLACEMENTS", "SEARCH_PATTERN", "RelaxedTrigger", "SearchSet", "build_search_set",
-           "one_hot_weights", "pack_search_set", "placement_of", "plan_options", "search_space"]
+           "one_hot_weights", "pack_search_set", "placement_of", "plan_options", "search_space", "with_pattern"]

@@ -247,11 +247,11 @@ def fit(
     "resumed_from_epoch"}``; ``model`` is trained in place (and left in eval mode).
     """
     with seeded(cfg.seed), deterministic(cfg.deterministic):
-        return _fit(model, train_dataset, cfg, Path(out_dir), resume, loss_fn)
+        return _fit(model, train_dataset, cfg, Path(out_dir), resume, loss_fn, batch_loss)
 
 
 def _fit(model: nn.Module, train_dataset: Dataset, cfg: FitConfig, out_dir: Path, resume: bool,
-         loss_fn: LossFn) -> dict[str, object]:
+         loss_fn: LossFn, batch_loss: BatchLoss | None) -> dict[str, object]:
     ckpt_path = Path(cfg.ckpt_dir or out_dir) / CHECKPOINT
     wants_cuda = torch.cuda.is_available() if cfg.device == "auto" else torch.device(cfg.device).type == "cuda"
     ddp = _init_distributed("cuda" if wants_cuda else "cpu")
