@@ -83,7 +83,7 @@ class DefenseContext:
         from badseg.evaluate import evaluate
 
         m = evaluate(model, self.test, self.poisoned_test, self.size, self.attack.target, self.cfg.eval_batch_size,
-                     self.device, None, self.progress)
+                     self.device, None, self.progress).metrics()
         return {k: m[k] for k in MITIGATION_KEYS}
 
     def before_metrics(self) -> dict[str, Any]:

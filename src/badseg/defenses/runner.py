@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 import yaml
 
-from badseg.config import ConfigError, RunConfig
+from badseg.config import ConfigError
 from badseg.data.io import write_json
 from badseg.defenses.base import DEFENSES, DefenseContext
 
@@ -55,7 +54,7 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     """Rebuild a finished run (its config, data, attack, poisoned sets, backdoored model)."""
     from badseg.models import build_model
-    from badseg.build import attack_for, datasets_for
+    from badseg.build import attack_for, datasets_for, stored_config
     from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
     from badseg.stages.auto import resolve_auto
 
@@ -64,9 +63,7 @@ def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     for path in (cfg_path, ckpt, metrics):
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a finished badseg run: {path.name} is missing")
-    with warnings.catch_warnings():  # a folder written before attack.options: its flat keys are expected
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cfg = RunConfig.model_validate(yaml.safe_load(cfg_path.read_text()) or {})
+    cfg = stored_config(cfg_path.read_text())  # as the badseg that wrote it meant it
     train, test = datasets_for(cfg)
     cfg, train, _ = resolve_auto(cfg, train, run_dir / "stages", lambda *_: None, progress)  # finished stages: reused
     attack = attack_for(cfg, train)
@@ -74,7 +71,8 @@ def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(ckpt)).eval().to(device)
     return DefenseContext(cfg=cfg, run_dir=run_dir, model=model, train=train,
-                          poisoned_train=PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=workers),
+                          poisoned_train=PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=workers,
+                                                         rate_of=cfg.attack.rate_of),
                           test=test, poisoned_test=PoisonedTestSet(test, attack, cfg.seed, workers=workers),
                           attack=attack, before=json.loads(metrics.read_text()), device=device, progress=progress)
 
