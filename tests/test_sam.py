@@ -207,7 +207,7 @@ def test_sam_search_set_carries_the_attack_targets_and_the_search_moves_its_logi
     assert len(data) == 4 and (data.targets == 0).all()  # erasure: empty targets
     assert data.extra["coords"].shape == (4, 1, 2, 2)
     assert [p.prompts[0].xy for p in items] == [tuple(c[0, 0].tolist()) for c in data.extra["coords"]]
-    renderer = RelaxedTrigger(space, "checker", TRIGGER.min_size_px)
+    renderer = RelaxedTrigger(space, TRIGGER.min_size_px)
     w = one_hot_weights(space, {"shape": 0, "size": len(space["size"]) - 1, "position": 0, "quantity": 0,
                                 "intensity": len(space["intensity"]) - 1})
     changed = (renderer.render(data, w) - data.images).abs().amax(1) > 0.05  # soft edges: ~1 px beyond the box

@@ -110,7 +110,7 @@ def search_sam_trigger(cfg: SamRunConfig, out: str | Path, log: Callable[[str], 
     space = sam_search_space(attack)
     data = build_sam_search_set(train, attack, space, size, cfg.seed, cfg.search_images)
     s = cfg.search
-    renderer = RelaxedTrigger(space, cfg.trigger.pattern, cfg.trigger.min_size_px)
+    renderer = RelaxedTrigger(space, cfg.trigger.min_size_px)
     objective = SamObjective(surrogate, MaskLossConfig(**cfg.loss.model_dump()), s.stealth_weight, s.psnr_min)
     settings = SearchSettings(s.steps, s.batch_size, s.lr, s.tau_start, s.tau_end, cfg.seed)
     log(f"searching the Mask-{attack.name} trigger on {len(data)} surrogate images ({s.steps} steps)")
