@@ -346,3 +346,100 @@ def rank_pairs(
         console.print(f"{row['models'][0]} vs {row['models'][1]}: Spearman {row['spearman']:.4f}, "
                       f"Kendall {row['kendall']:.4f}, {overlap}")
     console.print(f"→ {out}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="YAML sweep file: a base config plus axes (see configs/paper/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sweep folder (re-run the same command to resume).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override for every run, e.g. train.epochs=2.")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the local Ray instance (default: all).")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs of the local Ray instance (default: all).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run in this process, one run after another (no Ray).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Expand and validate; list the runs, run nothing.")] = False,
+) -> None:
+    """Run every setting of a sweep as Ray tasks (a cluster when RAY_ADDRESS is set); finished runs
+    are skipped, failures recorded with their traceback and retried; Ctrl-C stops, a re-run resumes."""
+    from badseg.config import ConfigError
+    from badseg.sweep import LocalExecutor, RayExecutor, SweepInterrupted, find_run_dir, load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(sweep_file, set_ or [])
+    except ConfigError as e:
+        _fail(str(e))
+    if dry_run:
+        for run in spec.runs:
+            found = find_run_dir(out / "runs", run.hash)
+            done = found is not None and (found / "metrics.json").is_file()
+            console.print(f"{run.name}{'  (finished)' if done else ''}")
+        console.print(f"{len(spec.runs)} runs")
+        return
+    executor = LocalExecutor() if local else RayExecutor(num_cpus, num_gpus)
+    try:
+        result = run_sweep(spec, out, executor, console)
+    except SweepInterrupted as e:
+        console.print(f"[bold yellow]{e}[/]")
+        raise typer.Exit(130) from None
+    finally:
+        executor.close()
+    for s in result.failed:
+        console.print(f"[red]{s.status}[/] {s.path.name}: {s.error} ({s.path / 'failures'})")
+    console.print(f"{result.count('done')} run, {result.count('skipped')} finished before, "
+                  f"{len(result.failed)} failed → {out}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command("table")
+def table_(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder (the --out of badseg sweep).")],
+    layout: Annotated[str, typer.Option(help="Paper table: table5, table8-shape, table8-size, table9, "
+                                             "table10-quantity, table10-intensity, table11, table12-ins, "
+                                             "table12-con, table14, table15, table18, table23, table24.")],
+    rows: Annotated[Optional[str], typer.Option(help="Row keys instead of the layout's, 'attack.vector,model.name'.")] = None,
+    cols: Annotated[Optional[str], typer.Option(help="Column key instead of the layout's ('none': no columns).")] = None,
+    metrics: Annotated[Optional[str], typer.Option(help="Metrics instead of the layout's, 'asr,cba'.")] = None,
+) -> None:
+    """Every finished run's metrics.json as a table shaped like the paper's (mean ± std over seeds):
+    SWEEP_DIR/tables/LAYOUT.{md,csv}, and LAYOUT.png where the paper shows a plot."""
+    from badseg.data.io import atomic_write_bytes
+    from badseg.report.figures import save_series_plot
+    from badseg.report.tables import LAYOUTS, TableError, build_table, custom_layout, load_records, plot_points
+
+    if layout not in LAYOUTS:
+        _fail(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    lay = custom_layout(LAYOUTS[layout], rows.split(",") if rows else None, cols,
+                        metrics.split(",") if metrics else None)
+    try:
+        table = build_table(load_records(sweep_dir), lay)
+    except TableError as e:
+        _fail(str(e))
+    dest = sweep_dir / "tables"
+    md = table.markdown()
+    atomic_write_bytes(dest / f"{layout}.md", md.encode())
+    atomic_write_bytes(dest / f"{layout}.csv", table.csv().encode())
+    console.print(md, markup=False)
+    written = [dest / f"{layout}.md", dest / f"{layout}.csv"]
+    if lay.plot is not None:
+        written.append(save_series_plot(plot_points(table), dest / f"{layout}.png", lay.plot.x_label,
+                                        lay.plot.y_label, lay.title))
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (badseg run / sweep).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Test-side change, e.g. attack.test_band=[60,90].")] = None,
+) -> None:
+    """Re-evaluate a run's trained model on another poisoned test set → RUN_DIR/evals/<overrides>.json."""
+    from badseg.config import ConfigError
+    from badseg.data import DatasetError
+    from badseg.reevaluate import EVALS, eval_name, reevaluate
+
+    try:
+        metrics = reevaluate(run_dir, set_ or [], progress=console.is_terminal, log=console.print)
+    except (ConfigError, DatasetError, ValueError, KeyError) as e:
+        _fail(str(e))
+    metrics["clean_model_cba"] = None
+    _print_metrics(metrics, run_dir)
+    console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")

@@ -1,4 +1,5 @@
-"""Figures for reports: sample panels, poisoning contact sheets, prediction grids, training curves.
+"""Figures for reports: sample panels, poisoning contact sheets, prediction grids, training curves,
+sweep plots (a metric against a swept value).
 
 Matplotlib on the Agg canvas (no pyplot state, safe in workers); every figure is written to a
 temporary file in the destination folder and moved into place with ``os.replace``, so a reader
@@ -247,5 +248,29 @@ def save_training_curves(log_rows: Sequence[Mapping[str, Any]], path: str | Path
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_series_plot(series: Mapping[Any, Sequence[tuple[float, float, float | None]]], path: str | Path,
+                     x_label: str, y_label: str, title: str = "") -> Path:
+    """One line per series of (x, y, y std or None) points, with error bars where a std exists
+    (a sweep table's ASR against poisoning rate, stamp width or PSNR)."""
+    if not any(series.values()):
+        raise ValueError("no points to plot")
+    fig = Figure(figsize=(6.0, 4.0), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, points in series.items():
+        xs, ys, errs = zip(*points)
+        yerr = [e or 0.0 for e in errs] if any(e is not None for e in errs) else None
+        ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=str(name))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or next(iter(series)) != "":
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
