@@ -26,7 +26,7 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class _Local:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -85,7 +85,7 @@ class RayExecutor:
             if os.environ.get("RAY_ADDRESS"):
                 ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, **kwargs)
             else:
-                ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+                ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
                          **kwargs)
         self._remote: dict[Callable[..., Any], Any] = {}
 

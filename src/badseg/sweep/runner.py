@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +34,7 @@ RUNS = "runs"
 RUN_INFO = "run.json"
 FAILURES = "failures"
 SHOWN_ROWS = 30
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its remote tracebacks
 
 
 class SweepInterrupted(Exception):
@@ -80,6 +82,7 @@ def _write_info(state: RunState) -> None:
 
 
 def _record_failure(state: RunState, text: str) -> None:
+    text = ANSI.sub("", text)
     folder = state.path / FAILURES
     folder.mkdir(parents=True, exist_ok=True)
     n = len(list(folder.glob("attempt-*.txt"))) + 1

@@ -1,0 +1,64 @@
+"""Sweep overhead: N short runs as one ``badseg sweep`` on k local Ray workers (1 CPU each)
+against N/k times one ``badseg run`` of the same kind alone on 1 CPU, side by side.
+
+Run: ``python benchmarks/bench_sweep_overhead.py [--n 8 --k 2]`` (about 8 minutes on 2 cores).
+The single run is timed before and after the sweep (the mean of the two is the reference) as
+a whole command, imports included, with one torch thread, as a Ray worker has; the sweep is the
+whole ``badseg sweep`` command, Ray start-up included. Writes
+``benchmarks/results/sweep_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = {"data.size": [96, 192], "data.train_length": 64, "data.test_length": 16, "model.name": "fpn-effl0",
+       "model.pretrained": "imagenet", "train.epochs": 2, "train.batch_size": 4, "workers": 1,
+       "figure_samples": 1, "attack.rate": 0.2}
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=8, help="runs in the sweep")
+    ap.add_argument("--k", type=int, default=2, help="local Ray workers (CPUs)")
+    args = ap.parse_args()
+    badseg = str(Path(sys.executable).parent / "badseg")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sets = [a for k, v in RUN.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        base = tmp / "base.yaml"
+        base.write_text("{}\n")
+        alone = [_timed([badseg, "run", str(base), "--out", str(tmp / "alone-a"), *sets, "--set", "seed=100"], env)]
+        sweep = tmp / "sweep.yaml"
+        sweep.write_text(yaml.safe_dump({"_base_": "base.yaml", "set": RUN, "axes": {"seed": list(range(args.n))},
+                                         "resources": {"cpus": 1}}))
+        swept = _timed([badseg, "sweep", str(sweep), "--out", str(tmp / "sweep"), "--num-cpus", str(args.k)], env)
+        alone.append(_timed([badseg, "run", str(base), "--out", str(tmp / "alone-b"), *sets, "--set", "seed=101"], env))
+    reference = sum(alone) / len(alone) * args.n / args.k
+    result = {"n": args.n, "k": args.k, "run": RUN, "single_run_s": alone, "sweep_s": swept,
+              "reference_s": reference, "ratio": swept / reference}
+    print(f"one run alone: {alone[0]:.1f} s / {alone[1]:.1f} s; N/k × alone = {reference:.1f} s; "
+          f"sweep of {args.n} on {args.k} workers: {swept:.1f} s; ratio {swept / reference:.3f}")
+    dest = ROOT / "benchmarks" / "results" / "sweep_overhead.json"
+    dest.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

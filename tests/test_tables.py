@@ -1,0 +1,78 @@
+"""``badseg table``: a sweep folder's runs as the paper's tables, seeds pooled into mean ± std."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from badseg.cli import app
+from badseg.data.io import write_json
+from badseg.report.tables import LAYOUTS, TableError, build_table, load_records
+
+runner = CliRunner()
+
+
+def _run(root, name, vector, rate, seed, asr, cba=0.5, **config):
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    write_json(d / "run.json", {"hash": name, "slug": name, "axes": {"seed": seed}, "defense": None, "base_hash": None})
+    cfg = {"attack": {"vector": vector, "rate": rate}, "seed": seed, "model": {"name": "fpn-effl0"}, **config}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_json(d / "metrics.json", {"asr": asr, "cba": cba, "pba": 0.4, "psnr": 40.0})
+
+
+ASRS = {("o2b", 0.1): [0.61, 0.70, 0.66], ("o2b", 0.2): [0.90, 0.94, 0.93], ("b2o", 0.1): [0.80]}
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    for (vector, rate), values in ASRS.items():
+        for seed, asr in enumerate(values):
+            _run(tmp_path, f"{vector}-{rate}-{seed}", vector, rate, seed, asr)
+    (tmp_path / "runs" / "unfinished").mkdir()  # no metrics.json: left out
+    return tmp_path
+
+
+def test_seeds_are_pooled_into_mean_and_sample_std(sweep_dir):
+    table = build_table(load_records(sweep_dir), LAYOUTS["table23"])
+    assert table.row_keys == [("b2o",), ("o2b",)] and table.col_keys == [0.1, 0.2]
+    for (vector, rate), values in ASRS.items():
+        mean, std, n = table.cells[((vector,), rate)].stats("asr")
+        assert n == len(values) and mean == pytest.approx(statistics.mean(values))
+        assert std == (pytest.approx(statistics.stdev(values)) if n > 1 else None)
+    md = table.markdown()
+    o2b = next(line for line in md.splitlines() if line.startswith("| o2b"))
+    assert f"{statistics.mean(ASRS['o2b', 0.1]):.3f} ± {statistics.stdev(ASRS['o2b', 0.1]):.3f}" in o2b
+    assert "| b2o | 0.800 | – | 1 |" in md  # a missing cell is a dash, not a number
+    rows = list(csv.DictReader(io.StringIO(table.csv())))
+    assert {(r["attack.vector"], r["attack.rate"], r["n"]) for r in rows} == {("o2b", "0.1", "3"), ("o2b", "0.2", "3"),
+                                                                              ("b2o", "0.1", "1")}
+
+
+def test_runs_that_differ_in_an_unshown_key_are_not_averaged(sweep_dir):
+    _run(sweep_dir, "o2b-0.1-big", "o2b", 0.1, 5, 0.99, trigger={"size": 0.5})
+    with pytest.raises(TableError, match="trigger.size"):
+        build_table(load_records(sweep_dir), LAYOUTS["table23"])
+
+
+def test_cli_table_writes_markdown_csv_and_the_papers_plot(sweep_dir):
+    r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table23"])
+    assert r.exit_code == 0, r.output
+    for ext in ("md", "csv", "png"):
+        assert (sweep_dir / "tables" / f"table23.{ext}").stat().st_size > 100
+    assert "Table 23" in r.output and "± " in r.output
+    r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table24", "--rows", "attack.vector,attack.rate"])
+    assert r.exit_code == 0, r.output
+    assert "| o2b | 0.2 | 0.923 ± " in (sweep_dir / "tables" / "table24.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [(["--layout", "table99"], "table23"),
+                                           (["--layout", "table9"], "attack.placement")])
+def test_cli_table_errors_are_one_message(sweep_dir, args, message):
+    r = runner.invoke(app, ["table", str(sweep_dir), *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
