@@ -50,7 +50,7 @@ def test_seeds_are_pooled_into_mean_and_sample_std(sweep_dir):
     assert f"{statistics.mean(ASRS['o2b', 0.1]):.3f} ± {statistics.stdev(ASRS['o2b', 0.1]):.3f}" in o2b
     assert "| b2o | 0.800 | – | 1 |" in md  # a missing cell is a dash, not a number
     rows = list(csv.DictReader(io.StringIO(table.csv())))
-    assert {(r["attack.vector"], r["attack.rate"], r["n"]) for r in rows} == {("o2b", "0.1", "3"), ("o2b", "0.2", "3"),
+    assert {(r["vector"], r["attack.rate"], r["n"]) for r in rows} == {("o2b", "0.1", "3"), ("o2b", "0.2", "3"),
                                                                               ("b2o", "0.1", "1")}
 
 

@@ -395,7 +395,7 @@ def table_(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder (the --out of badseg sweep).")],
     layout: Annotated[str, typer.Option(help="Paper table: table5, table8-shape, table8-size, table9, "
                                              "table10-quantity, table10-intensity, table11, table12-ins, "
-                                             "table12-con, table14, table15, table18, table23, table24.")],
+                                             "table12-con, table14-table17, table18, table23, table24.")],
     rows: Annotated[Optional[str], typer.Option(help="Row keys instead of the layout's, 'attack.vector,model.name'.")] = None,
     cols: Annotated[Optional[str], typer.Option(help="Column key instead of the layout's ('none': no columns).")] = None,
     metrics: Annotated[Optional[str], typer.Option(help="Metrics instead of the layout's, 'asr,cba'.")] = None,

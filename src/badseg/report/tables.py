@@ -27,6 +27,7 @@ import yaml
 from badseg.sweep.runner import RUN_INFO, RUNS, find_run_dir
 
 SEED = "seed"
+VECTOR = "vector"
 METRIC_NAMES = {"asr": "ASR", "pba": "PBA", "cba": "CBA", "clean_model_cba": "clean CBA", "psnr": "PSNR",
                 "ssim": "SSIM", "lpips": "LPIPS", "acc": "ACC", "recall": "Recall", "f1": "F1", "auc": "AUC"}
 
@@ -55,23 +56,25 @@ class Layout:
 _ASR = ("asr",)
 _DETECTION = ("acc", "recall", "f1", "auc")
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
-    Layout("table5", "Table 5: attack vector × model", ("attack.vector", "model.name")),
-    Layout("table8-shape", "Table 8: trigger shape", ("attack.vector",), "trigger.shape", _ASR),
-    Layout("table8-size", "Table 8: trigger size", ("attack.vector",), "trigger.size", _ASR,
-           Plot("trigger.size", "asr", "attack.vector", "stamp width (fraction of the object / image width)", "ASR")),
-    Layout("table9", "Table 9: trigger position", ("attack.vector",), "attack.placement", _ASR),
-    Layout("table10-quantity", "Table 10: trigger quantity", ("attack.vector",), "trigger.quantity", _ASR),
-    Layout("table10-intensity", "Table 10: trigger intensity", ("attack.vector",), "trigger.intensity",
-           ("asr", "psnr"), Plot("psnr", "asr", "attack.vector", "PSNR (dB)", "ASR")),
-    Layout("table11", "Table 11: victim / target class", ("attack.vector", "attack.victim", "attack.target")),
-    Layout("table12-ins", "Table 12(a): instances triggered", ("attack.vector",), "attack.k"),
-    Layout("table12-con", "Table 12(b): conditional attack, poisoning rate", ("attack.vector",), "attack.rate"),
-    Layout("table14", "Tables 14-15(a): fine-tuning, pruning, ABL", ("attack.vector",), "defense"),
-    Layout("table15", "Table 15(b)-17: detection (STRIP, TeCo, Beatrix)", ("attack.vector",), "defense", _DETECTION),
-    Layout("table18", "Table 18: transformers", ("model.name", "attack.vector")),
-    Layout("table23", "Table 23: poisoning rate", ("attack.vector",), "attack.rate", _ASR,
-           Plot("attack.rate", "asr", "attack.vector", "poisoning rate", "ASR")),
-    Layout("table24", "Table 24: prior attacks and BADSEG", ("attack.vector",)),
+    Layout("table5", "Table 5: attack vector × model", (VECTOR, "model.name")),
+    Layout("table8-shape", "Table 8: trigger shape", (VECTOR,), "trigger.shape", _ASR),
+    Layout("table8-size", "Table 8: trigger size", (VECTOR,), "trigger.size", _ASR,
+           Plot("trigger.size", "asr", VECTOR, "stamp width (fraction of the object / image width)", "ASR")),
+    Layout("table9", "Table 9: trigger position", (VECTOR,), "attack.placement", _ASR),
+    Layout("table10-quantity", "Table 10: trigger quantity", (VECTOR,), "trigger.quantity", _ASR),
+    Layout("table10-intensity", "Table 10: trigger intensity", (VECTOR,), "trigger.intensity",
+           ("asr", "psnr"), Plot("psnr", "asr", VECTOR, "PSNR (dB)", "ASR")),
+    Layout("table11", "Table 11: victim / target class", (VECTOR, "attack.victim", "attack.target")),
+    Layout("table12-ins", "Table 12(a): instances triggered", (VECTOR,), "attack.k"),
+    Layout("table12-con", "Table 12(b): conditional attack, poisoning rate", (VECTOR,), "attack.rate"),
+    Layout("table14", "Table 14: fine-tuning and pruning", (VECTOR,), "defense", _ASR),
+    Layout("table15", "Table 15: ABL (a) and STRIP (b)", (VECTOR,), "defense", ("asr", "pba", "cba", *_DETECTION)),
+    Layout("table16", "Table 16: TeCo detection", (VECTOR,), "defense", _DETECTION),
+    Layout("table17", "Table 17: Beatrix detection", (VECTOR,), "defense", _DETECTION),
+    Layout("table18", "Table 18: transformers", ("model.name", VECTOR)),
+    Layout("table23", "Table 23: poisoning rate", (VECTOR,), "attack.rate", _ASR,
+           Plot("attack.rate", "asr", VECTOR, "poisoning rate", "ASR")),
+    Layout("table24", "Table 24: prior attacks and BADSEG", (VECTOR,)),
 )}
 
 
@@ -87,7 +90,10 @@ class Record:
     metrics: dict[str, Any]
 
     def value(self, key: str) -> Any:
-        """An axis label, else a config key (``defense``: the defense's name), else a metric."""
+        """An axis label, else a config key (``defense``: the defense's name), else a metric.
+        ``vector`` is the label of a ``vector`` or ``attack`` axis (``ins-o2o``), else ``attack.vector``."""
+        if key == VECTOR:
+            return next((self.axes[k] for k in (VECTOR, "attack") if k in self.axes), self.config.get("attack.vector"))
         if key in self.axes:
             return self.axes[key]
         if key in self.config:
