@@ -4,6 +4,8 @@ resume, the defense axis; scheduling logic on the in-process executor behind Ray
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import types
 from pathlib import Path
@@ -34,7 +36,9 @@ def _quiet() -> Console:
 class Stub:
     """A run task that writes a metrics.json made from the run's config, and counts its calls."""
 
-    def __init__(self, fail: dict[str, int] | None = None, interrupt_at: int | None = None) -> None:
+    def __init__(self, fail: dict[str, int] | None = None, interrupt_at: int | None = None,
+                 signal: int | None = None) -> None:
+        self.signal = signal
         self.calls: list[str] = []
         self.fail = dict(fail or {})  # slug → failures left
         self.interrupt_at = interrupt_at
@@ -42,7 +46,9 @@ class Stub:
     def __call__(self, run, run_dir, base_dir, cwd, threads):
         self.calls.append(run.slug)
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            raise KeyboardInterrupt
+            if self.signal is None:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), self.signal)
         if self.fail.get(run.slug, 0) > 0:
             self.fail[run.slug] -= 1
             raise RuntimeError(f"boom in {run.slug}")
@@ -132,9 +138,10 @@ def test_a_failure_is_recorded_with_its_traceback_and_retried_a_bounded_number_o
     assert not (states["seed-1"].path / "metrics.json").exists()
 
 
-def test_ctrl_c_stops_and_a_rerun_resumes_without_redoing_finished_runs(tmp_path):
+@pytest.mark.parametrize("sig", [None, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_and_a_rerun_resumes_without_redoing_finished_runs(tmp_path, sig):
     path = _sweep(tmp_path, axes={"attack.rate": [0.1, 0.2], "seed": [0, 1]})
-    stub = Stub(interrupt_at=3)
+    stub = Stub(interrupt_at=3, signal=sig)
     with pytest.raises(SweepInterrupted, match="2 of 4 runs finished"):
         run_sweep(load_sweep(path), tmp_path / "out", LocalExecutor(), _quiet(), task=stub)
     again = Stub()

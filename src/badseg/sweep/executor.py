@@ -80,6 +80,8 @@ class RayExecutor:
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
+            # Ray lowers its workers' priority by 15 by default; keep the driver's (nice the command instead).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             env = {k: os.environ[k] for k in ("PYTHONPATH", "HF_HUB_OFFLINE", "MPLBACKEND") if k in os.environ}
             kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
             if os.environ.get("RAY_ADDRESS"):

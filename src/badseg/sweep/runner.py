@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -114,12 +116,23 @@ def render(states: list[RunState], title: str) -> Group:
     return Group(line, table)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """Treat SIGTERM (a cluster scheduler's stop) like Ctrl-C; returns the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Console | None = None,
               task: Callable[..., dict[str, Any]] = run_task, poll_s: float = 1.0) -> SweepResult:
     """Run every unfinished run of ``sweep`` into ``out`` on ``executor``; see the module docstring.
 
     ``task(run, run_dir, base_dir, cwd, threads)`` does one run (``run_task``; tests pass a stub).
-    Raises ``SweepInterrupted`` on Ctrl-C after cancelling what was in flight.
+    Raises ``SweepInterrupted`` on Ctrl-C (or SIGTERM) after cancelling what was in flight.
     """
     out = Path(out)
     runs_dir = out / RUNS
@@ -156,6 +169,7 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Consol
                 in_flight[handle] = s
 
     title = f"sweep {sweep.source.name} → {out}"
+    previous = _stop_on_sigterm()
     try:
         with Live(render(result.states, title), console=console, refresh_per_second=2, transient=False) as live:
             while True:
@@ -177,4 +191,7 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Consol
         raise SweepInterrupted(
             f"interrupted: {result.count('done', 'skipped')} of {len(result.states)} runs finished, "
             f"{len(in_flight)} cancelled; run the same command again to resume") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result
