@@ -72,7 +72,7 @@ def test_cli_table_writes_markdown_csv_and_the_papers_plot(sweep_dir):
 
 
 @pytest.mark.parametrize("args, message", [(["--layout", "table99"], "table23"),
-                                           (["--layout", "table9"], "attack.placement")])
+                                           (["--layout", "table9"], "attack.options.placement")])
 def test_cli_table_errors_are_one_message(sweep_dir, args, message):
     r = runner.invoke(app, ["table", str(sweep_dir), *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

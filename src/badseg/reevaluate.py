@@ -33,7 +33,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False
     from badseg.evaluate import evaluate
     from badseg.metrics.stealth import StealthMeter
     from badseg.models import build_model
-    from badseg.pipeline import attack_for, datasets_for
+    from badseg.build import attack_for, datasets_for
     from badseg.poisoning.dataset import PoisonedTestSet
     from badseg.stages.auto import resolve_auto
 
