@@ -1,5 +1,6 @@
-"""What the CamVid experiment scripts share: one schedule, ``badseg run`` as a subprocess (so an
-interrupted table resumes run by run), stealth of a config's poisoned test set, and Markdown rows.
+"""What the CamVid trigger-search script and ``flip_breakdown`` share: one schedule, ``badseg run``
+as a subprocess (so an interrupted table resumes run by run), stealth of a config's poisoned
+test set, and Markdown rows. (The other CamVid tables are sweep files: ``configs/paper/camvid``.)
 
 The schedule is the one every CamVid table in docs/results.md uses: CamVid resized to 144×192,
 ``fpn-effl0`` from the offline ImageNet encoder, 8 epochs, batch 4, AdamW 2e-3 — about 2.4
@@ -68,24 +69,6 @@ def stealth(config: Path, overrides: list[str]) -> dict[str, Any]:
     for clean, poisoned in poisoned_test:
         meter.update(clean.image, poisoned.image)
     return meter.compute()
-
-
-def evaluate_checkpoint(checkpoint: Path, config: Path, overrides: list[str], **attack: Any) -> dict[str, Any]:
-    """ASR / PBA / CBA of a trained ``last.pt`` on the poisoned test set of ``config`` + ``overrides``,
-    with ``attack`` fields replaced (e.g. ``test_band=(60, 90)``)."""
-    import torch
-
-    from badseg.evaluate import evaluate
-    from badseg.models import build_model
-
-    cfg = load_run_config(config, overrides)
-    cfg = cfg.model_copy(update={"attack": cfg.attack.model_copy(update=attack)})
-    train, test, atk, poisoned = poisoned_test_set(cfg)
-    model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(checkpoint))
-    with torch.no_grad():
-        m = evaluate(model, test, poisoned, tuple(cfg.data.size), atk.target, cfg.eval_batch_size, "cpu", None,
-                     progress=False)
-    return {**m, "n_images": len(poisoned), "skipped": sum(poisoned.skipped.values())}
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
