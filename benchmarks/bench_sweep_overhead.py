@@ -29,7 +29,9 @@ RUN = {"data.size": [96, 192], "data.train_length": 64, "data.test_length": 16, 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return time.perf_counter() - t
 
 
@@ -38,9 +40,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="runs in the sweep")
     ap.add_argument("--k", type=int, default=2, help="local Ray workers (CPUs)")
     args = ap.parse_args()
+    (ROOT / "runs").mkdir(exist_ok=True)
     badseg = str(Path(sys.executable).parent / "badseg")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=ROOT / "runs", prefix="sweep-overhead-") as tmp:
         tmp = Path(tmp)
         sets = [a for k, v in RUN.items() for a in ("--set", f"{k}={json.dumps(v)}")]
         base = tmp / "base.yaml"
