@@ -6,7 +6,8 @@ from badseg.attacks import build_attack
 from badseg.config import DEMO_CONFIG, ConfigError, RunConfig, dump_config, load_config
 from badseg.data import get_spec
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+                 if "paper" not in p.parts and "sweeps" not in p.parts)  # sweep files: tests/test_paper_sweeps.py
 
 
 def test_every_example_config_is_valid_and_its_attack_fits_the_dataset():
