@@ -16,7 +16,7 @@ from badseg.sweep import load_sweep
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
 FILES = sorted(PAPER.glob("*/*.yaml"))
-OTHER = sorted(PAPER.parent.glob("*/sweeps/*.yaml"))  # sweeps that are not paper tables
+OTHER = sorted((PAPER.parent / "sweeps").glob("*/*.yaml"))  # sweeps that are not paper tables
 
 
 def test_there_is_a_sweep_file_per_paper_table_for_each_dataset():
