@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,3 +60,22 @@ def nn_init() -> dict[str, torch.Tensor]:
 
     torch.manual_seed(1)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).state_dict()
+
+
+@pytest.mark.slow
+def test_torchrun_badseg_run_trains_on_both_ranks_and_rank_0_writes_the_results(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {name: synthetic, size: [32, 64], train_length: 8, test_length: 4}\n"
+                   "model: {name: deeplabv3plus-mbv2, pretrained: none}\ntrain: {epochs: 1, batch_size: 2}\n"
+                   "attack: {rate: 0.5}\nclean_reference: true\neval_batch_size: 4\nworkers: 1\nfigure_samples: 1\n")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "badseg", "run", str(cfg), "--out", str(out)], capture_output=True, text=True,
+                          timeout=900, env={"OMP_NUM_THREADS": "1", **os.environ})
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["clean_model_cba"] is not None and metrics["asr"] is not None
+    for log in (out / "backdoored" / "train_log.jsonl", *out.parent.glob("clean_models/*/train_log.jsonl")):
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(rows) == 1  # one epoch, logged once (by rank 0)
+    assert len(list(out.parent.glob("clean_models/*/last.pt"))) == 1

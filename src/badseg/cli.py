@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -355,13 +356,15 @@ def sweep(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override for every run, e.g. train.epochs=2.")] = None,
     num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the local Ray instance (default: all).")] = None,
     num_gpus: Annotated[Optional[int], typer.Option(help="GPUs of the local Ray instance (default: all).")] = None,
-    local: Annotated[bool, typer.Option("--local", help="Run in this process, one run after another (no Ray).")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Run in this process, one run after another on all "
+                                                         "cores (no Ray).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Expand and validate; list the runs, run nothing.")] = False,
 ) -> None:
     """Run every setting of a sweep as Ray tasks (a cluster when RAY_ADDRESS is set); finished runs
     are skipped, failures recorded with their traceback and retried; Ctrl-C stops, a re-run resumes."""
     from badseg.config import ConfigError
-    from badseg.sweep import LocalExecutor, RayExecutor, SweepInterrupted, find_run_dir, load_sweep, run_sweep
+    from badseg.sweep import (ExecutorError, LocalExecutor, RayExecutor, SweepInterrupted, find_run_dir, load_sweep,
+                              run_sweep)
 
     try:
         spec = load_sweep(sweep_file, set_ or [])
@@ -374,9 +377,12 @@ def sweep(
             console.print(f"{run.name}{'  (finished)' if done else ''}")
         console.print(f"{len(spec.runs)} runs")
         return
-    executor = LocalExecutor() if local else RayExecutor(num_cpus, num_gpus)
     try:
-        result = run_sweep(spec, out, executor, console)
+        executor = LocalExecutor() if local else RayExecutor(num_cpus, num_gpus)
+    except ExecutorError as e:
+        _fail(str(e))
+    try:
+        result = run_sweep(spec, out, executor, console, threads=os.cpu_count() if local else None)
     except SweepInterrupted as e:
         console.print(f"[bold yellow]{e}[/]")
         raise typer.Exit(130) from None

@@ -20,6 +20,7 @@ from badseg.data.io import write_json
 from badseg.metrics.stealth import StealthMeter
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
 from badseg.stages.auto import resolve_auto
+from badseg.train.fit import is_main_process
 
 METRIC_KEYS = ("asr", "pba", "cba", "clean_model_cba", "psnr", "ssim", "lpips")
 
@@ -54,6 +55,12 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
     model, summary = train_model(cfg.train, poisoned_train, train.spec.num_classes, out / "backdoored",
                                  model=cfg.model, size=tuple(cfg.data.size), seed=cfg.seed)
     metrics["train_minutes"] = summary.get("minutes")
+    if cfg.clean_reference:
+        log("training the clean reference model")
+        clean_model, clean_summary = train_model(cfg.train, train, train.spec.num_classes, out / "clean",
+                                                 model=cfg.model, size=tuple(cfg.data.size), seed=cfg.seed)
+    if not is_main_process():  # torchrun: the other ranks only help train; rank 0 evaluates and writes
+        return metrics
     from badseg.evaluate import evaluate
 
     stealth = StealthMeter.from_weights(cfg.lpips_weights)
@@ -61,9 +68,6 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
                             device, stealth, progress))
     metrics["clean_model_cba"] = None
     if cfg.clean_reference:
-        log("training the clean reference model")
-        clean_model, clean_summary = train_model(cfg.train, train, train.spec.num_classes, out / "clean",
-                                                 model=cfg.model, size=tuple(cfg.data.size), seed=cfg.seed)
         ref = evaluate(clean_model, test, poisoned_test, tuple(cfg.data.size), attack.target, cfg.eval_batch_size,
                        device, None, progress)
         metrics.update(clean_model_cba=ref["cba"], clean_model_asr=ref["asr"],

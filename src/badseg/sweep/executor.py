@@ -14,6 +14,13 @@ from typing import Any, Protocol
 from badseg.sweep.spec import Resources
 
 
+START_ATTEMPTS = 3
+
+
+class ExecutorError(RuntimeError):
+    """The executor could not be started (e.g. Ray did not come up)."""
+
+
 class Executor(Protocol):
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], resources: Resources) -> Any: ...
 
@@ -85,11 +92,23 @@ class RayExecutor:
             env = {k: os.environ[k] for k in ("PYTHONPATH", "HF_HUB_OFFLINE", "MPLBACKEND") if k in os.environ}
             kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
             if os.environ.get("RAY_ADDRESS"):
-                ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, **kwargs)
+                kwargs["address"] = os.environ["RAY_ADDRESS"]
             else:
-                ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
-                         **kwargs)
+                kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
+            self._init(kwargs)
         self._remote: dict[Callable[..., Any], Any] = {}
+
+    def _init(self, kwargs: dict[str, Any]) -> None:
+        """``ray.init``, tried ``START_ATTEMPTS`` times: a local Ray instance gives its processes a
+        fixed 30 s to register, which an overloaded machine can miss."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._ray.init(log_to_driver=False, **kwargs)
+                return
+            except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
+                self._ray.shutdown()
+                if attempt == START_ATTEMPTS:
+                    raise ExecutorError(f"Ray did not start ({e}); try again, or run with --local") from None
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], resources: Resources) -> Any:
         if fn not in self._remote:

@@ -128,10 +128,12 @@ def _stop_on_sigterm() -> Any:
 
 
 def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Console | None = None,
-              task: Callable[..., dict[str, Any]] = run_task, poll_s: float = 1.0) -> SweepResult:
+              task: Callable[..., dict[str, Any]] = run_task, poll_s: float = 1.0,
+              threads: int | None = None) -> SweepResult:
     """Run every unfinished run of ``sweep`` into ``out`` on ``executor``; see the module docstring.
 
-    ``task(run, run_dir, base_dir, cwd, threads)`` does one run (``run_task``; tests pass a stub).
+    ``task(run, run_dir, base_dir, cwd, threads)`` does one run (``run_task``; tests pass a stub);
+    ``threads`` (torch threads per run) defaults to the CPUs each run asks for.
     Raises ``SweepInterrupted`` on Ctrl-C (or SIGTERM) after cancelling what was in flight.
     """
     out = Path(out)
@@ -151,7 +153,7 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Consol
     result = SweepResult(list(states.values()))
     in_flight: dict[Any, RunState] = {}
     retries = sweep.spec.retries
-    threads = max(1, int(sweep.spec.resources.cpus))
+    threads = threads or max(1, int(sweep.spec.resources.cpus))
 
     def submit_ready() -> None:
         for s in states.values():

@@ -92,6 +92,11 @@ class _Dist:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a torchrun job (always true without torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _init_distributed(device_type: str) -> _Dist:
     """Join the process group when started by torchrun (nccl on CUDA, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
