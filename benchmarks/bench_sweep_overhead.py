@@ -1,7 +1,7 @@
 """Sweep overhead: N short runs as one ``badseg sweep`` on k local Ray workers (1 CPU each)
 against N/k times one ``badseg run`` of the same kind alone on 1 CPU, side by side.
 
-Run: ``python benchmarks/bench_sweep_overhead.py [--n 8 --k 2]`` (about 8 minutes on 2 cores).
+Run: ``python benchmarks/bench_sweep_overhead.py [--n 4 --k 2]`` (a few minutes on 2 idle cores).
 The single run is timed before and after the sweep (the mean of the two is the reference) as
 a whole command, imports included, with one torch thread, as a Ray worker has; the sweep is the
 whole ``badseg sweep`` command, Ray start-up included. Writes
@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = {"data.size": [96, 192], "data.train_length": 64, "data.test_length": 16, "model.name": "fpn-effl0",
-       "model.pretrained": "imagenet", "train.epochs": 2, "train.batch_size": 4, "workers": 1,
+RUN = {"data.size": [64, 128], "data.train_length": 48, "data.test_length": 16, "model.name": "fpn-effl0",
+       "model.pretrained": "imagenet", "train.epochs": 1, "train.batch_size": 4, "workers": 1,
        "figure_samples": 1, "attack.rate": 0.2}
 
 
@@ -37,12 +37,13 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=8, help="runs in the sweep")
+    ap.add_argument("--n", type=int, default=4, help="runs in the sweep")
     ap.add_argument("--k", type=int, default=2, help="local Ray workers (CPUs)")
     args = ap.parse_args()
     (ROOT / "runs").mkdir(exist_ok=True)
     badseg = str(Path(sys.executable).parent / "badseg")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(dir=ROOT / "runs", prefix="sweep-overhead-") as tmp:
         tmp = Path(tmp)
         sets = [a for k, v in RUN.items() for a in ("--set", f"{k}={json.dumps(v)}")]
@@ -54,11 +55,14 @@ def main() -> None:
                                          "resources": {"cpus": 1}}))
         swept = _timed([badseg, "sweep", str(sweep), "--out", str(tmp / "sweep"), "--num-cpus", str(args.k)], env)
         alone.append(_timed([badseg, "run", str(base), "--out", str(tmp / "alone-b"), *sets, "--set", "seed=101"], env))
+    load.append(os.getloadavg()[0])
     reference = sum(alone) / len(alone) * args.n / args.k
     result = {"n": args.n, "k": args.k, "run": RUN, "single_run_s": alone, "sweep_s": swept,
-              "reference_s": reference, "ratio": swept / reference}
+              "reference_s": reference, "ratio": swept / reference,
+              "load_average_1min": load, "cpus": os.cpu_count()}
     print(f"one run alone: {alone[0]:.1f} s / {alone[1]:.1f} s; N/k × alone = {reference:.1f} s; "
-          f"sweep of {args.n} on {args.k} workers: {swept:.1f} s; ratio {swept / reference:.3f}")
+          f"sweep of {args.n} on {args.k} workers: {swept:.1f} s; ratio {swept / reference:.3f} "
+          f"(load average {load[0]:.1f} → {load[1]:.1f} on {os.cpu_count()} CPUs)")
     dest = ROOT / "benchmarks" / "results" / "sweep_overhead.json"
     dest.write_text(json.dumps(result, indent=1) + "\n")
 
