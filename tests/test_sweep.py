@@ -16,6 +16,7 @@ from rich.console import Console
 
 from badseg.config import ConfigError, load_config
 from badseg.data.io import write_json
+from badseg.report.tables import LAYOUTS, build_table, load_records
 from badseg.sweep import LocalExecutor, SweepInterrupted, config_hash, load_sweep, run_sweep
 from badseg.sweep.task import run_task
 
@@ -154,10 +155,11 @@ def test_ctrl_c_stops_and_a_rerun_resumes_without_redoing_finished_runs(tmp_path
 def test_defense_axis_runs_the_defense_on_the_finished_base_run(tmp_path, monkeypatch):
     calls = []
 
-    def run_defense(run_dir, name, overrides):
+    def run_defense(run_dir, name, overrides, progress, log):
         assert (run_dir / "metrics.json").is_file()  # the base run finished first
         calls.append((run_dir.name, name, overrides))
-        return {"asr": 0.01, "cba": 0.5, "pba": 0.4}
+        rows = [{"fraction": 0.1, "asr": 0.01, "cba": 0.5, "pba": 0.4}, {"fraction": 0.05, "asr": 0.2}]
+        return {"kind": "mitigation", "defense": name, "rows": rows}
 
     monkeypatch.setitem(sys.modules, "badseg.defenses", types.SimpleNamespace(run_defense=run_defense))
     path = _sweep(tmp_path, axes={"seed": [0], "defense": {"none": {"defense": None},
@@ -176,6 +178,15 @@ def test_defense_axis_runs_the_defense_on_the_finished_base_run(tmp_path, monkey
     assert calls == [(base.path.name, "fine-tuning", ["fraction=0.1"])]
     defended = json.loads(next(s for s in result.states if s.run.defense).path.joinpath("metrics.json").read_text())
     assert defended["defense"] == "fine-tuning" and defended["base_run"] == str(base.path.resolve())
+    table = build_table(load_records(tmp_path / "out"), LAYOUTS["table14"])
+    asr = {col: table.cells[(("o2b",), col)].stats("asr")[0] for col in table.col_keys}
+    assert asr == {"none": 0.1, "fine-tuning 0.05": 0.2, "fine-tuning 0.1": 0.01}  # one column per row
+
+
+def test_defenses_of_one_run_go_one_after_another(tmp_path):
+    sweep = load_sweep(_sweep(tmp_path, axes={"seed": [0], "defense": [None, "strip", "teco"]}))
+    base, strip, teco = sweep.runs
+    assert strip.needs == (base.hash,) and teco.needs == (base.hash, strip.hash)
 
 
 def test_runs_waiting_on_a_failed_run_are_blocked(tmp_path):

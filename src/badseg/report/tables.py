@@ -125,12 +125,31 @@ def load_records(sweep_dir: Path) -> list[Record]:
         cfg_file = cfg_dir / "config.yaml"
         config = _flatten(yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
         config["defense"] = info.get("defense") or "none"
-        for k, v in info.get("axes", {}).items():
-            if k.startswith("defense.") or k == "defense":
-                config[k] = v if v is not None else "none"
-        records.append(Record(path.name, dict(info.get("axes", {})), config,
-                              json.loads((path / "metrics.json").read_text())))
+        axes = {k: v for k, v in info.get("axes", {}).items() if k != "defense" and not k.startswith("defense.")}
+        metrics = json.loads((path / "metrics.json").read_text())
+        for label, values in _defense_results(metrics):
+            records.append(Record(path.name, axes, {**config, "defense": label or config["defense"]}, values))
     return records
+
+
+#: The option a mitigation defense's rows vary (badseg.defenses: fine-tuning, pruning, ABL).
+_ROW_OPTIONS = ("fraction", "isolation_fraction")
+
+
+def _defense_results(metrics: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """A run's metrics as (defense label, metrics) pairs: a mitigation defense gives one pair per
+    row (``finetune 0.05``), a detector its metrics at the target false-positive rate plus AUC,
+    a run without a defense itself."""
+    kind, name = metrics.get("kind"), metrics.get("defense")
+    if kind == "mitigation":
+        pairs = []
+        for row in metrics.get("rows", []):
+            option = next((row[k] for k in _ROW_OPTIONS if k in row), None)
+            pairs.append((name if option is None else f"{name} {option:g}", row))
+        return pairs
+    if kind == "detector":
+        return [(name, {**metrics.get("at_fpr", {}), "auc": metrics.get("auc")})]
+    return [(None, metrics)]
 
 
 @dataclass

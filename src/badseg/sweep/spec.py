@@ -186,17 +186,21 @@ def _resolve(spec: SweepFile, root: Path, points: list[tuple[str, Any, dict[str,
 
 
 def expand(spec: SweepFile, root: Path) -> list[RunSpec]:
-    """The runs of a sweep, each after the runs it needs (a defended run after its base run).
-    Duplicate runs (same hash) are listed once."""
+    """The runs of a sweep, each after the runs it needs (a defended run after its base run and
+    the base run's previous defense). Duplicate runs (same hash) are listed once."""
     runs: dict[str, RunSpec] = {}
+    last_defense: dict[str, str] = {}  # base hash → its latest defense run
     for points in _combinations(spec):
         run = _resolve(spec, root, points)
-        if run.defense is not None:
+        if run.defense is not None and run.hash not in runs:
             base_axes = {k: v for k, v in run.axes.items() if k != DEFENSE and not k.startswith(f"{DEFENSE}.")}
             base = RunSpec(run.cfg, base_axes, slug=make_slug(base_axes), hash=config_hash(run.cfg))
             runs.setdefault(base.hash, base)
-            run = RunSpec(run.cfg, run.axes, run.defense, run.defense_overrides, needs=(base.hash,),
+            # Defenses of one run go one after another: each adds its section to that run's report.md.
+            needs = (base.hash,) + ((last_defense[base.hash],) if base.hash in last_defense else ())
+            run = RunSpec(run.cfg, run.axes, run.defense, run.defense_overrides, needs=needs,
                           slug=run.slug, hash=run.hash, base_hash=base.hash)
+            last_defense[base.hash] = run.hash
         runs.setdefault(run.hash, run)
     return list(runs.values())
 

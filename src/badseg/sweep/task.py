@@ -41,7 +41,7 @@ def run_task(run: RunSpec, run_dir: str, base_dir: str | None, cwd: str, threads
     from badseg.defenses import run_defense
 
     log(f"defense {run.defense} on {base_dir} ({', '.join(run.defense_overrides) or 'defaults'})")
-    metrics = {**dict(run_defense(Path(base_dir), run.defense, list(run.defense_overrides))),
-               "defense": run.defense, "defense_overrides": list(run.defense_overrides), "base_run": base_dir}
+    result = run_defense(Path(base_dir), run.defense, list(run.defense_overrides), progress=False, log=log)
+    metrics = {**result, "defense": run.defense, "defense_overrides": list(run.defense_overrides), "base_run": base_dir}
     write_json(out / METRICS, metrics)
     return metrics
