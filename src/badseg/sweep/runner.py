@@ -187,6 +187,9 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Consol
                     except Exception as e:  # noqa: BLE001 - any failure of a run is recorded, then retried
                         _record_failure(s, "".join(traceback.format_exception(e)))
                         s.status = "retrying" if s.attempts <= retries else "failed"
+                    if not console.is_terminal:  # a log file gets one line per finished attempt
+                        console.print(f"{time.strftime('%H:%M:%S')} {s.status} {s.path.name}"
+                                      + (f": {s.error}" if s.error else ""))
     except KeyboardInterrupt:
         for handle in in_flight:
             executor.cancel(handle)
