@@ -49,7 +49,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(checkpoint))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics = evaluate(model, test, poisoned, tuple(cfg.data.size), attack.target, cfg.eval_batch_size, device,
-                       StealthMeter.from_weights(cfg.lpips_weights), progress).metrics()
+                       StealthMeter.from_weights(cfg.lpips_weights), progress)
     metrics.update(overrides=list(overrides), n_poisoned_test=len(poisoned), test_skipped=poisoned.skipped,
                    attack=attack.describe())
     write_json(run_dir / EVALS / f"{eval_name(overrides)}.json", metrics)
