@@ -58,6 +58,7 @@ def test_a_run_folder_written_before_attack_options_still_resumes(tmp_path):
 
     fixture = Path(__file__).with_name("fixtures") / "run_config_flat_attack.yaml"
     (tmp_path / "config.yaml").write_text(fixture.read_text())
+    (tmp_path / "backdoored").mkdir()  # the run had started
     base = ["attack.vector=ins", "attack.rate=0.2", "data.train_length=16", "data.test_length=8", "train.epochs=1"]
     check_run_dir(load_config(None, [*base, "attack.options.k=null"]), tmp_path)  # the same run: no error
     with pytest.raises(ConfigError, match="different config"):

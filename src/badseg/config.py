@@ -6,15 +6,21 @@ Example:
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from badseg.attacks import ATTACK_BUILD_ARGS, ATTACKS
 from badseg.triggers import PATTERNS, TriggerSpec
+
+#: Each side of ``data.size`` is at least the encoders' output stride.
+MIN_INPUT_SIDE = 32
+Side = Annotated[int, Field(ge=MIN_INPUT_SIDE)]
+Positive = Annotated[int, Field(ge=1)]
 
 
 class _Strict(BaseModel):
@@ -29,11 +35,11 @@ class DataConfig(_Strict):
     root: str | None = None
     train_split: str = "train"
     test_split: str = "val"
-    size: tuple[int, int] = (128, 256)
-    train_length: int = 400  # synthetic only
-    test_length: int = 100  # synthetic only
-    limit_train: int | None = None
-    limit_test: int | None = None
+    size: tuple[Side, Side] = (128, 256)
+    train_length: Positive = 400  # synthetic only
+    test_length: Positive = 100  # synthetic only
+    limit_train: Positive | None = None
+    limit_test: Positive | None = None
 
 
 #: Flat ``attack`` keys of configs written before ``attack.options`` → the option they now set.
@@ -97,14 +103,21 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-3
+    epochs: Positive = 10
+    batch_size: Positive = 8
+    lr: float = Field(1e-3, gt=0.0)
     optimizer: Literal["sgd", "adamw"] = "adamw"
-    weight_decay: float = 1e-4
+    weight_decay: float = Field(1e-4, ge=0.0)
     scale_range: tuple[float, float] = (0.75, 1.5)
-    hflip: float = 0.5
-    num_workers: int = 0
+    hflip: float = Field(0.5, ge=0.0, le=1.0)
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _scale_range_is_ordered(self) -> TrainConfig:
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must be (lo, hi) with 0 < lo <= hi, got {list(self.scale_range)}")
+        return self
 
 
 class SurrogateConfig(_Strict):
@@ -120,8 +133,8 @@ class SurrogateConfig(_Strict):
     pretrained: str | None = None
     split: str | None = None
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    epochs: int | None = None
-    limit: int | None = None  # use at most this many surrogate images (the rest go back to the victim)
+    epochs: Positive | None = None
+    limit: Positive | None = None  # use at most this many surrogate images (the rest go back to the victim)
 
 
 class SearchConfig(_Strict):
@@ -168,10 +181,13 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     seed: int = 0
     clean_reference: bool = False
-    eval_batch_size: int = 8
-    workers: int | None = None  # poisoning scan processes (None: all cores)
+    eval_batch_size: Positive = 8
+    workers: Positive | None = None  # poisoning scan processes (None: all cores)
     lpips_weights: str | None = None
-    figure_samples: int = 4
+    figure_samples: int = Field(4, ge=0)
+    # Train even when no training image gets poisoned although attack.rate > 0 (the attack
+    # applies nowhere) or no test image can be triggered; otherwise such a run stops before training.
+    allow_unpoisoned: bool = False
     # Defenses run on the finished run (badseg.defenses): a name, or {name: {option: value}}.
     defenses: tuple[str | dict[str, dict[str, Any]], ...] = ()
 
@@ -193,10 +209,23 @@ class ConfigError(ValueError):
     """A config file or override that does not fit ``RunConfig``."""
 
 
+def _yaml(text: str, where: str) -> Any:
+    """Parse YAML; a syntax error becomes one ``ConfigError`` naming ``where`` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML{at}: {problem}") from None
+
+
 def set_value(tree: dict[str, Any], key: str, value: Any) -> None:
     """Set the dotted ``key`` (``a.b.c``) of a nested dict to ``value``, making sections on the way."""
     node = tree
     parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{key.strip()!r} is not a dotted key like trigger.size")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
@@ -209,7 +238,26 @@ def apply_override(tree: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key=value")
     key, raw = item.split("=", 1)
-    set_value(tree, key, yaml.safe_load(raw))
+    set_value(tree, key, _yaml(raw, f"override {item!r}"))
+
+
+def _describe(e: ValidationError, where: str) -> str:
+    """One clause per offending key: the dotted key, what is wrong, and the value given."""
+    found: dict[str, list[str]] = {}
+    given: dict[str, str] = {}
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not re.fullmatch(r"[A-Z]\w*|[\w-]+\[.*\]", str(x)))
+        loc = loc or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error" and isinstance(err["input"], dict):
+            continue  # a section given as a mapping: the union's other alternative ('auto') is no help
+        if msg not in found.setdefault(loc, []):
+            found[loc].append(msg)
+        if err["type"] != "missing" and not isinstance(err["input"], dict):
+            given[loc] = f" (got {err['input']!r})"
+    # A union's 'auto' alternative next to errors inside the section only repeats them.
+    keys = [k for k in found if not any(o.startswith(k + ".") for o in found)]
+    return f"{where}: " + "; ".join(f"{k}: {' or '.join(found[k])}{given.get(k, '')}" for k in keys)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -217,19 +265,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read YAML (or start from defaults), set ``values`` (dotted key → value, e.g. a command's
     shortcut flags), apply the ``key=value`` overrides, validate."""
     tree: dict[str, Any] = {}
+    where = "the command's options" if values else "config"
     if path is not None:
         path = Path(path)
+        where = str(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        tree = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the config file ({e})") from None
+        tree = _yaml(text, str(path)) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of sections (data:, attack:, ...), "
+                              f"got {type(tree).__name__}")
     for key, value in (values or {}).items():
         set_value(tree, key, value)
     for item in overrides or []:
         apply_override(tree, item)
+    if overrides:
+        where += f" with --set {' '.join(overrides)}"
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(_describe(e, where)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:
