@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,6 +98,18 @@ def write_png(path: str | Path, array: np.ndarray, compress_level: int = 1) -> N
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write JSON (indented, UTF-8)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def load_failure(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` of a weights or checkpoint file failed, in words
+    (never advising ``weights_only=False``)."""
+    if isinstance(error, pickle.UnpicklingError):
+        return ("it holds pickled objects other than tensors, which badseg refuses to load (loading them could run "
+                "code); save a plain state dict with torch.save(model.state_dict(), path)")
+    if isinstance(error, EOFError):
+        return "the file is empty"
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return f"the file is damaged or cut short ({type(error).__name__}: {first})"
 
 
 def _json_default(o: Any) -> Any:

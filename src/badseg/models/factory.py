@@ -55,6 +55,7 @@ import torch
 from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
+from badseg.data.io import load_failure
 from badseg.models.effl0_weights import LoadReport, load_effl0_imagenet
 from badseg.models.segmodel import SegModel
 from badseg.models.vit_neck import ViTPyramidEncoder
@@ -216,11 +217,20 @@ def load_weights(model: SegModel, path: str | Path) -> LoadReport:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path} (use 'none', 'imagenet' or a file path)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # empty or cut-short file, or a pickle that runs code (refused by weights_only)
+        raise ValueError(f"pretrained weights {path} cannot be read as a torch state dict: {load_failure(e)}") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"pretrained weights {path} hold a {type(state).__name__}, not a state dict of tensors")
     if set(state) & set(model.state_dict()):
-        model.load_state_dict(state, strict=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])
+            raise ValueError(f"pretrained weights {path} do not fit model {model.name!r}: {detail[:300]}") from None
         return LoadReport(str(path), len(state), (), (), ())
     return _load_backbone(model, state, str(path))
 

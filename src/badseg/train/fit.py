@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from badseg.data.io import atomic_open
+from badseg.data.io import atomic_open, load_failure
 from badseg.data.types import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,27 @@ def _save_atomic(obj: object, path: Path) -> None:
         torch.save(obj, f)
 
 
+class CheckpointError(ValueError):
+    """A ``last.pt`` that cannot be resumed from (empty, cut short, or not a badseg checkpoint)."""
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "loss", "rng")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, object]:
+    """Read a ``last.pt`` written by ``fit`` (``weights_only``); raise ``CheckpointError`` naming it otherwise."""
+    advice = "delete it to train that model from scratch"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # EOFError (0 bytes), RuntimeError/OSError (cut short), UnpicklingError (foreign code)
+        raise CheckpointError(f"cannot resume from checkpoint {path}: {load_failure(e)}; {advice}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"cannot resume from checkpoint {path}: not a badseg training checkpoint "
+                              f"(missing {', '.join(missing)}); {advice}")
+    return state
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -199,7 +220,7 @@ def fit(
 
     start_epoch, loss_avg = 0, math.nan
     if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
