@@ -25,6 +25,7 @@ from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes
 from badseg.data.subset import Subset
 from badseg.models import SegModel, build_model
+from badseg.outdir import refuse_overlap, refuse_protected
 from badseg.train.augment import AugmentConfig, SegTorchDataset
 from badseg.train.fit import FitConfig, LossFn, fit, pixel_cross_entropy
 
@@ -101,13 +102,24 @@ def same_config(stored: str, cfg: RunConfig) -> bool:
 
 
 def check_run_dir(cfg: RunConfig, out: str | Path) -> None:
-    """Claim ``out`` for ``cfg``: create it and write ``config.yaml``, or check that the one
-    there describes ``cfg`` (a ``ConfigError`` otherwise: resuming a different run would mix them)."""
+    """Whether ``out`` may hold a run of ``cfg``: refuse a protected folder (``badseg.outdir``), one
+    overlapping the dataset root, a file, or a started run of another config (resuming it would mix
+    them). Writes nothing: ``write_run_config`` claims the folder once the config has passed
+    validation, and a folder holding only a ``config.yaml`` (a run that stopped before it started) is
+    free for any config."""
+    out = Path(out)
+    refuse_protected(out)
+    refuse_overlap(out, Path(cfg.data.root) if cfg.data.root else None, "the dataset root")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; choose a new --out")
+    resolved = out / RUN_CONFIG
+    started = out.is_dir() and any(p.name != RUN_CONFIG for p in out.iterdir())
+    if resolved.is_file() and started and not same_config(resolved.read_text(), cfg):
+        raise ConfigError(f"{out} holds a run with a different config ({resolved}); choose a new --out")
+
+
+def write_run_config(cfg: RunConfig, out: str | Path) -> None:
+    """Claim ``out`` for ``cfg`` (after ``check_run_dir``): write its resolved ``config.yaml``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    resolved = out / RUN_CONFIG
-    if resolved.is_file():
-        if not same_config(resolved.read_text(), cfg):
-            raise ConfigError(f"{out} holds a run with a different config ({resolved}); choose a new --out")
-        return
-    atomic_write_bytes(resolved, dump_config(cfg).encode())
+    atomic_write_bytes(out / RUN_CONFIG, dump_config(cfg).encode())

@@ -26,18 +26,17 @@ class OutputError(ValueError):
 def protected_reason(path: Path) -> str | None:
     """Why ``path`` may never be an output folder (None when it may)."""
     p = path.expanduser().resolve()
-    cwd = Path.cwd().resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if p == cwd:
         return "it is the working directory"
-    if p in cwd.parents:
-        return "it is a folder above the working directory"
-    home = Path.home().resolve()
     if p == home:
         return "it is the home folder"
-    if p in home.parents:
-        return "it is a folder above the home folder"
     if p == Path(p.anchor):
         return "it is the filesystem root"
+    if p in cwd.parents:
+        return "it is a folder above the working directory"
+    if p in home.parents:
+        return "it is a folder above the home folder"
     return None
 
 
@@ -45,7 +44,8 @@ def refuse_protected(out: Path) -> None:
     """Raise ``OutputError`` when ``out`` is the working directory, above it, home, or root."""
     reason = protected_reason(out)
     if reason:
-        raise OutputError(f"refusing to write to {out}: {reason}; name a new folder, e.g. {Path(out) / 'poisoned'}")
+        raise OutputError(f"refusing to write to {out}: {reason}; name a new folder instead, "
+                          f"e.g. {os.path.join(str(out), 'badseg-out')}")
 
 
 def refuse_overlap(out: Path, source: Path | None, what: str = "the source dataset folder") -> None:

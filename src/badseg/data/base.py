@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from badseg.data.io import read_rgb
 from badseg.data.types import DatasetSpec, Sample
@@ -58,6 +59,10 @@ class SegDataset:
 
     def sample_id(self, index: int) -> str:
         return self[index].id
+
+    def check_image(self, index: int, shape: tuple[int, ...]) -> None:
+        """Raise ``DatasetError`` when sample ``index``'s image is unreadable or not ``shape[:2]`` (H, W),
+        without decoding it (readers over files check the header; the label scan calls this)."""
 
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
@@ -111,6 +116,20 @@ class FileDataset(SegDataset):
         if instances is not None and instances.shape != label.shape:
             raise DatasetError(f"{self.spec.name}: instance map {files.instances} differs in size from {files.label}")
         return label, instances
+
+    def check_image(self, index: int, shape: tuple[int, ...]) -> None:
+        files = self.files[index % len(self)]
+
+        def header(f: SampleFiles) -> tuple[int, int]:
+            with Image.open(f.image) as im:
+                width, height = im.size
+                im.verify()  # chunk checksums (PNG) without decoding: finds a cut-short or damaged file
+            return height, width
+
+        height, width = self._checked(files, header, files.image)
+        if (height, width) != tuple(shape[:2]):
+            raise DatasetError(f"{self.spec.name}: image {files.image} is {width}x{height} but its label "
+                               f"{files.label} is {shape[1]}x{shape[0]}")
 
     def load(self, index: int) -> Sample:
         files = self.files[index]

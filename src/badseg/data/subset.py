@@ -29,3 +29,6 @@ class Subset(SegDataset):
 
     def sample_id(self, index: int) -> str:
         return self.base.sample_id(self.indices[index])
+
+    def check_image(self, index: int, shape: tuple[int, ...]) -> None:
+        self.base.check_image(self.indices[index], shape)

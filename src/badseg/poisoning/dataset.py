@@ -3,7 +3,8 @@
 Every sample ``i`` draws from its own generator ``SeedSequence([seed, i])``, so the
 poisoned set is byte-identical whatever the worker count or order. The poisoning rate is
 a fraction of the samples where the attack applies: a scan of the labels (and of the images
-for attacks whose selector tests a colour, CON) finds them, then
+for attacks whose selector tests a colour, CON; otherwise only the image headers, so a damaged
+image or a size mismatch stops the run here, before training) finds them, then
 ``round(rate * n_applicable)`` of them are chosen with ``SeedSequence(seed, spawn_key=(1,))``.
 """
 
@@ -49,6 +50,7 @@ def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[s
             label, instances, image = s.label, s.instances, s.image
         else:
             (label, instances), image = dataset.load_labels(i), None
+            dataset.check_image(i, label.shape)
         out.append(attack.applies(label, instances, sample_rng(seed, i), test, image))
     return out
 
@@ -78,6 +80,16 @@ def choose_poisoned(applicable: list[int], rate: float, seed: int) -> list[int]:
     n = int(round(rate * len(applicable)))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     return sorted(np.asarray(applicable)[rng.choice(len(applicable), size=n, replace=False)].tolist())
+
+
+def nothing_poisoned(rate: float, found: ScanResult, n_samples: int, where: str = "the dataset",
+                     advice: str = "check the victim class and the trigger size") -> str:
+    """The message for a poisoning rate > 0 that poisons no sample: how many applied, and why the rest did not."""
+    why = ", ".join(f"{n} × {r}" for r, n in found.skip_counts().items()) or "none skipped"
+    if not found.applicable:
+        return f"the attack applies to none of the {n_samples} samples of {where} (skipped: {why}); {advice}"
+    return (f"rate {rate} of the {len(found.applicable)} samples of {where} where the attack applies rounds to "
+            f"0 poisoned samples; raise the rate or use more samples")
 
 
 class PoisonedDataset(SegDataset):

@@ -23,7 +23,7 @@ from badseg.attacks.base import Attack, Skipped
 from badseg.data.base import SegDataset
 from badseg.data.io import fsync_dir, write_json, write_png
 from badseg.outdir import clean_stale_staging, refuse_overlap, refuse_protected, staging_path
-from badseg.poisoning.dataset import chunks, choose_poisoned, sample_rng, scan
+from badseg.poisoning.dataset import chunks, choose_poisoned, nothing_poisoned, sample_rng, scan
 
 
 #: Keys every manifest.json written by ``export_poisoned`` has; a folder whose manifest has them is an export.
@@ -116,6 +116,8 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
     workers = workers or os.cpu_count() or 1
     found = scan(dataset, attack, seed, workers)
     chosen = set(choose_poisoned(found.applicable, rate, seed))
+    if rate > 0 and not chosen:
+        raise ValueError(nothing_poisoned(rate, found, len(dataset), dataset.spec.name))
     stage = staging_path(out)
     shutil.rmtree(stage, ignore_errors=True)
     for sub in ("images", "labels", "asr_masks"):

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from badseg.build import attack_for, check_run_dir, datasets_for
+from badseg.build import attack_for, check_run_dir, datasets_for, write_run_config
 from badseg.config import AttackConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes, write_json
 from badseg.models import SegModel
+from badseg.outdir import refuse_protected
 from badseg.stages.learnable import LearnabilityObjective, split_search_set
 from badseg.stages.objective import SurrogateObjective
 from badseg.stages.pair_ranking import (
@@ -194,6 +195,7 @@ def optimize_trigger_from_config(cfg: RunConfig, out: Path, surrogates: Path, lo
     """``badseg optimize-trigger``: stages 1–2 for the config's vector, victim and target."""
     check_run_dir(cfg, out)
     train, _ = datasets_for(cfg)
+    write_run_config(cfg, out)
     data = surrogate_data(cfg, train)
     name = surrogate_model_name(cfg)
     log(f"stage 1: surrogate {name} on {data.source} → {surrogates / name}")
@@ -207,6 +209,7 @@ def rank_pairs_from_config(cfg: RunConfig, models: list[str], out: Path, surroga
                            log: Log = print) -> tuple[list[PairRanking], list[dict[str, Any]]]:
     """``badseg rank-pairs``: stages 1 and 3 for each surrogate model in ``models``, and the
     agreement of every two rankings (Table 7) in ``out/agreement.json`` and ``agreement.md``."""
+    refuse_protected(out)
     train, _ = datasets_for(cfg)
     data = surrogate_data(cfg, train)
     rankings = []
