@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
@@ -19,8 +21,39 @@ RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Dataset root fo
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    """Print one error message (unwrapped, so paths stay whole) and exit with status 2."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
+
+
+#: What a bad input raises (badseg's own errors are ValueError or KeyError subclasses; OSError: a file
+#: that cannot be read or written). Each becomes one message and exit status 2.
+USER_ERRORS = (ValueError, KeyError, OSError)
+
+def _message(error: BaseException) -> str:
+    """The text of an error (a KeyError's own message, not its quoted repr)."""
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
+
+
+def _at_least(low: int) -> Callable[[int | None], int | None]:
+    """An option callback refusing values below ``low``, naming the value (typer's ``min=`` does not)."""
+    def check(value: int | None) -> int | None:
+        if value is not None and value < low:
+            raise typer.BadParameter(f"{value} is below {low}")
+        return value
+    return check
+
+
+def _fraction(value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a fraction in [0, 1]")
+    return value
+
+
+SplitOpt = Annotated[str, typer.Option(help="Dataset split, e.g. train or val.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the poisoned-sample choice and of every per-sample draw.")]
 
 
 def _pair(text: str | None, what: str) -> tuple[float, float] | None:
@@ -63,19 +96,22 @@ def datasets() -> None:
 
 @app.command()
 def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
-         root: RootOpt = None, split: str = "train", index: int = 0) -> None:
+         root: RootOpt = None, split: SplitOpt = "train",
+         index: Annotated[int, typer.Option(help="Sample number in the split (0 = first, -1 = last).")] = 0) -> None:
     """Render one sample: image, label overlay and instances side by side."""
-    from badseg.data import DatasetError, load_dataset
+    from badseg.data import load_dataset
     from badseg.data.instances import instance_map
     from badseg.report.figures import save_sample_panel
 
+    if out.is_dir():
+        _fail(f"--out {out} is a folder; name the PNG to write, e.g. {out / 'sample.png'}")
     try:
         ds = load_dataset(dataset, root=root, split=split)
         sample = ds[index]
-    except (DatasetError, IndexError, KeyError) as e:
-        _fail(str(e))
-    save_sample_panel(sample, ds.spec, out, instances=instance_map(sample.label, sample.instances, ds.spec),
-                      title=f"{dataset}/{split} #{index} ({sample.id})")
+        save_sample_panel(sample, ds.spec, out, instances=instance_map(sample.label, sample.instances, ds.spec),
+                          title=f"{dataset}/{split} #{index} ({sample.id})")
+    except (*USER_ERRORS, IndexError) as e:
+        _fail(_message(e))
     console.print(f"wrote {out}")
 
 
@@ -106,8 +142,8 @@ def poison(
                                                   "con; or a prior attack: hba, iba, iba-nni, iba-prl, ofba, conseg.")] = None,
     victim: Annotated[Optional[str], typer.Option(help="Victim class name.")] = None,
     target: Annotated[Optional[str], typer.Option(help="Target class name.")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="Fraction of the applicable samples to poison.")] = None,
-    seed: Optional[int] = None,
+    rate: Annotated[Optional[float], typer.Option(callback=_fraction, help="Fraction of the applicable samples to poison.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the poisoned-sample choice and of every per-sample draw.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = None,
     size: Annotated[Optional[float], typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: "
                                                   "image width).")] = None,
@@ -131,18 +167,16 @@ def poison(
     prl_pixels: Annotated[Optional[int], typer.Option(help="IBA-PRL: pixels randomly relabelled (default 100).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="OFBA: object classes triggered, 'car,pedestrian' (default all).")] = None,
     context_px: Annotated[Optional[int], typer.Option(help="ConSeg: rebuilt context band in px (default 4).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Processes (default: the config's workers, else all cores).")] = None,
-    overwrite: bool = False,
-    sheet: Annotated[int, typer.Option(help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples (quick looks; default: the config's "
+    workers: Annotated[Optional[int], typer.Option(callback=_at_least(1), help="Processes (default: the config's workers, else all cores).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export at --out (never any other folder).")] = False,
+    sheet: Annotated[int, typer.Option(callback=_at_least(0), help="Poisoned samples shown in out/contact_sheet.png (0: none).")] = 6,
+    limit: Annotated[Optional[int], typer.Option(callback=_at_least(1), help="Only the first N samples (quick looks; default: the config's "
                                                  "data.limit_train for the training split).")] = None,
 ) -> None:
     """Write a poisoned copy of a dataset split plus manifest.json (DESIGN §6), from the same
     config as `badseg run` (or from the shortcut flags alone)."""
-    from badseg.attacks import VectorMismatch
     from badseg.build import attack_for, dataset_for
-    from badseg.config import ConfigError, load_config
-    from badseg.data import DatasetError
+    from badseg.config import load_config
     from badseg.poisoning.export import export_poisoned
     from badseg.poisoning.preview import save_poison_sheet
 
@@ -169,8 +203,8 @@ def poison(
         manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
                                    source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
                                    config=export_config)
-    except (ConfigError, DatasetError, VectorMismatch, ValueError, FileExistsError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
     if sheet:
         save_poison_sheet(ds, atk, manifest, out / "contact_sheet.png", n=sheet)
     console.print(f"poisoned {manifest['n_poisoned']} of {manifest['n_applicable']} applicable samples "
@@ -201,15 +235,14 @@ def run(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. trigger.size=0.25.")] = None,
 ) -> None:
     """Run one experiment: poison, train, evaluate, report."""
-    from badseg.config import ConfigError, load_config
-    from badseg.data import DatasetError
+    from badseg.config import load_config
     from badseg.pipeline import run_experiment
 
     try:
         cfg = load_config(config, set_ or [])
         metrics = run_experiment(cfg, out, log=console.print)
-    except (ConfigError, DatasetError, ValueError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
     _print_metrics(metrics, out)
 
 
@@ -265,9 +298,12 @@ def demo(
     from badseg.config import DEMO_CONFIG, load_config
     from badseg.pipeline import run_experiment
 
-    cfg = load_config(DEMO_CONFIG, set_ or [])
-    console.print(f"badseg demo → {out}")
-    metrics = run_experiment(cfg, out, log=console.print)
+    try:
+        cfg = load_config(DEMO_CONFIG, set_ or [])
+        console.print(f"badseg demo → {out}")
+        metrics = run_experiment(cfg, out, log=console.print)
+    except USER_ERRORS as e:
+        _fail(_message(e))
     _print_metrics(metrics, out)
 
 
@@ -285,8 +321,7 @@ def optimize_trigger(
     surrogates: SurrogatesOpt = None,
 ) -> None:
     """BADSEG stages 1-2: train a surrogate, then search the trigger options (Table 20) with Gumbel-Softmax."""
-    from badseg.config import ConfigError, load_config
-    from badseg.data import DatasetError
+    from badseg.config import load_config
     from badseg.stages.auto import optimize_trigger_from_config
     from badseg.stages.trigger_search import option_label
 
@@ -294,8 +329,8 @@ def optimize_trigger(
         cfg = load_config(config, set_ or [])
         result = optimize_trigger_from_config(cfg, out, surrogates or out / "surrogates", log=console.print,
                                               progress=console.is_terminal)
-    except (ConfigError, DatasetError, ValueError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
     table = Table(title=f"optimised trigger ({cfg.attack.vector} {cfg.attack.victim} → {cfg.attack.target})",
                   title_justify="left")
     for col in ("attribute", "chosen", "probability", "runner-up"):
@@ -312,17 +347,17 @@ def optimize_trigger(
 @app.command("rank-pairs")
 def rank_pairs(
     config: Annotated[Path, typer.Argument(help="YAML config: data, surrogate (model, split or fraction, epochs).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: OUT/<model>/pairs.{json,md}, pair_distances.png.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: OUT/MODEL/pairs.json, OUT/MODEL/pairs.md and pair_distances.png.")],
     model: Annotated[Optional[list[str]], typer.Option(
         "--model", "-m", help="Surrogate model; repeat to compare rankings (default: the config's surrogate).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. surrogate.fraction=0.3.")] = None,
     surrogates: SurrogatesOpt = None,
-    top: Annotated[int, typer.Option(help="Pairs shown.")] = 20,
+    top: Annotated[int, typer.Option(callback=_at_least(1), help="Pairs shown.")] = 20,
 ) -> None:
     """BADSEG stages 1 and 3: class-centre distances, the closest victim-target pairs and, for two or more
     surrogates, the agreement of their rankings (Spearman, Kendall, top-k overlap)."""
-    from badseg.config import ConfigError, load_config
-    from badseg.data import DatasetError, get_spec
+    from badseg.config import load_config
+    from badseg.data import get_spec
     from badseg.stages.auto import rank_pairs_from_config
     from badseg.stages.surrogate import surrogate_model_name
 
@@ -331,8 +366,8 @@ def rank_pairs(
         models = model or [surrogate_model_name(cfg)]
         rankings, agreement = rank_pairs_from_config(cfg, models, out, surrogates or out / "surrogates",
                                                      log=console.print)
-    except (ConfigError, DatasetError, ValueError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
     spec = get_spec(cfg.data.name)
     for r in rankings:
         table = Table(title=f"closest class pairs ({r.model})", title_justify="left")

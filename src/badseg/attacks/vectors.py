@@ -39,7 +39,7 @@ def _check(name: str, spec: DatasetSpec, victim: int, target: int, kinds: tuple[
         if want is not None and spec.kind(cid) != want:
             choices = ", ".join(spec.classes[i] for i in (spec.object_ids if want == "object" else spec.stuff_ids))
             raise VectorMismatch(
-                f"{name}: the {role} must be an {want} class, but {spec.classes[cid]!r} is {spec.kind(cid)} "
+                f"{name}: the {role} must be {'an' if want == 'object' else 'a'} {want} class, but {spec.classes[cid]!r} is {spec.kind(cid)} "
                 f"in {spec.name}; {want} classes: {choices}"
             )
 
