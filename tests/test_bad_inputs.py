@@ -374,7 +374,7 @@ def test_every_option_has_help_and_help_keeps_its_placeholders() -> None:
             if param.param_type_name == "option" and param.name != "help":
                 assert param.help, f"badseg {name} {param.opts[0]} has no help"
     shown = runner.invoke(app, ["poison", "--help"], env={"COLUMNS": "200"}).output
-    assert "solid:COLOUR" in shown
+    assert "solid[:colour]" in shown
     shown = runner.invoke(app, ["rank-pairs", "--help"], env={"COLUMNS": "200"}).output
     assert "OUT/MODEL/pairs.json" in shown
 

@@ -255,8 +255,6 @@ def defend(
                                                       "fractions=[0.01,0.05].")] = None,
 ) -> None:
     """Run defenses on a trained run: writes `defense_<name>.json`, its figure and a report section."""
-    from badseg.config import ConfigError
-    from badseg.data import DatasetError
     from badseg.defenses import load_context, run_defense
     from badseg.defenses.runner import parse_options, resolve_options
 
@@ -268,8 +266,8 @@ def defend(
             result = run_defense(run_dir, name, set_ or [], progress=console.is_terminal, log=console.print,
                                  context=ctx)
             _print_defense(name, result)
-    except (ConfigError, DatasetError, ValueError, KeyError) as e:
-        _fail(str(e))
+    except USER_ERRORS as e:
+        _fail(_message(e))
 
 
 def _print_defense(name: str, r: dict) -> None:
