@@ -15,13 +15,14 @@ A seeded generator loop rather than hypothesis: the same trials every run, sized
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
+
+from conftest import tree_digest
 
 from badseg.cli import app
 from badseg.data import load_dataset
@@ -79,14 +80,6 @@ def _random_args(rng: np.random.Generator) -> tuple[list[str], str, float]:
     return args, attack, rate
 
 
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
 
 def _check_export(out: Path, src: Path, n: int, attack: str, rate: float, target: str) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
@@ -136,10 +129,10 @@ def _trial(trial: int, root: Path) -> str:
     src, out = root / "src", root / "out"
     n = _random_dataset(src, rng)
     args, attack, rate = _random_args(rng)
-    before = _digest(src)
+    before = tree_digest(src)
     result = runner.invoke(app, ["poison", "-d", "camvid", "--root", str(src), "--split", "train", *args,
                                  "--workers", "1", "--sheet", "0", "--out", str(out)])
-    assert _digest(src) == before
+    assert tree_digest(src) == before
     if result.exit_code == 0:
         _check_export(out, src, n, attack, rate, args[args.index("--target") + 1])
         return "export"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
 import numpy as np
 import pytest
+from conftest import tree_digest
 
 from badseg.attacks import build_attack
 from badseg.data import load_dataset
@@ -17,14 +17,6 @@ from badseg.triggers import TriggerSpec
 
 TRIGGER = TriggerSpec("circle", 1 / 4, 0.8)
 
-
-def _tree_digest(root):
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture()
@@ -81,11 +73,11 @@ def test_poisoned_test_set_holds_every_applicable_image_and_counts_the_rest(synt
 def test_export_is_deterministic_safe_and_complete(camvid_copy, tmp_path):
     ds = load_dataset("camvid", root=camvid_copy, split="val")
     attack = build_attack("o2b", ds.spec, "car", "road", TRIGGER)
-    before = _tree_digest(camvid_copy)
+    before = tree_digest(camvid_copy)
     m1 = export_poisoned(ds, attack, 0.5, tmp_path / "p1", seed=1, workers=2, source=camvid_copy, progress=False)
     m2 = export_poisoned(ds, attack, 0.5, tmp_path / "p2", seed=1, workers=1, source=camvid_copy, progress=False)
-    assert _tree_digest(camvid_copy) == before
-    assert _tree_digest(tmp_path / "p1") == _tree_digest(tmp_path / "p2")
+    assert tree_digest(camvid_copy) == before
+    assert tree_digest(tmp_path / "p1") == tree_digest(tmp_path / "p2")
     manifest = json.loads((tmp_path / "p1" / "manifest.json").read_text())
     assert manifest == json.loads(json.dumps(m1)) and m1["samples"] == m2["samples"]
     poisoned = [r for r in manifest["samples"] if r["poisoned"]]
