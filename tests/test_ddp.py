@@ -75,7 +75,7 @@ def test_torchrun_badseg_run_trains_on_both_ranks_and_rank_0_writes_the_results(
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clean_model_cba"] is not None and metrics["asr"] is not None
-    clean_logs = [*out.glob("clean/train_log.jsonl"), *out.parent.glob("clean_models/*/train_log.jsonl")]
+    clean_logs = list(out.glob("clean/train_log.jsonl"))
     assert len(clean_logs) == 1
     for log in (out / "backdoored" / "train_log.jsonl", *clean_logs):
         rows = [json.loads(line) for line in log.read_text().splitlines()]

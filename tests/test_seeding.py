@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -80,10 +82,18 @@ def test_clean_model_is_shared_by_runs_with_the_same_data_model_schedule_and_see
     assert {clean_model_key(c)[0] for c in same} == {clean_model_key(cfg)[0]}
     assert len({clean_model_key(c)[0] for c in [cfg, *other]}) == 1 + len(other)
     train = load_dataset("synthetic", split="train", length=8)
-    first, info = clean_reference_model(cfg, train, tmp_path / "a")
-    again, info2 = clean_reference_model(same[0], train, tmp_path / "b")  # another run in the same parent folder
+    shared = tmp_path / "clean_models"  # a sweep's cache
+    first, info = clean_reference_model(cfg, train, tmp_path / "a", shared)
+    again, info2 = clean_reference_model(same[0], train, tmp_path / "b", shared)  # another run of the sweep
     assert not info["reused"] and info2["reused"] and info2["folder"] == info["folder"]
     assert _same(first.state_dict(), again.state_dict())
+
+
+def test_a_single_run_keeps_its_clean_model_in_its_own_folder(tmp_path):
+    cfg = load_config(None, [*TINY, "model.name=test-seeded", "clean_reference=true"])
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    assert Path(metrics["clean_model"]["folder"]) == tmp_path / "run" / "clean"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written beside the run folder
 
 
 def test_deterministic_mode_gives_identical_metrics_twice(tmp_path):

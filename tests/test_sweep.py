@@ -17,7 +17,7 @@ from rich.console import Console
 from badseg.config import ConfigError, load_config
 from badseg.data.io import write_json
 from badseg.report.tables import LAYOUTS, build_table, load_records
-from badseg.sweep import LocalExecutor, SweepInterrupted, config_hash, load_sweep, run_sweep
+from badseg.sweep import LocalExecutor, SweepInterrupted, config_hash, load_sweep, run_sweep, select
 from badseg.sweep.task import run_task
 
 TINY = {"data.size": [32, 64], "data.train_length": 8, "data.test_length": 4, "model.name": "deeplabv3plus-mbv2",
@@ -187,6 +187,27 @@ def test_defenses_of_one_run_go_one_after_another(tmp_path):
     sweep = load_sweep(_sweep(tmp_path, axes={"seed": [0], "defense": [None, "strip", "teco"]}))
     base, strip, teco = sweep.runs
     assert strip.needs == (base.hash,) and teco.needs == (base.hash, strip.hash)
+
+
+def test_only_keeps_the_matching_runs_and_the_base_runs_their_defenses_need(tmp_path):
+    path = _sweep(tmp_path, axes={"attack.rate": [0.1, 0.2], "seed": [0, 1], "defense": [None, "pruning"]})
+    sweep = load_sweep(path)
+    picked = select(sweep, ["attack.rate=0.2", "defense=pruning"])
+    assert {(r.cfg.attack.rate, r.cfg.seed, r.defense) for r in picked.runs} == {
+        (0.2, 0, None), (0.2, 1, None), (0.2, 0, "pruning"), (0.2, 1, "pruning")}
+    assert [r.hash for r in picked.runs] == [r.hash for r in sweep.runs if r in picked.runs]  # order kept
+    assert len(select(sweep, ["seed=0,1"]).runs) == len(sweep.runs)
+    for bad, message in ((["colour=red"], "no axis 'colour'"), (["seed=7"], "no value 7"), (["seed"], "axis=label")):
+        with pytest.raises(ConfigError, match=message):
+            select(sweep, bad)
+
+
+def test_runs_of_a_sweep_share_one_clean_model_in_the_sweep_folder(tmp_path):
+    path = _sweep(tmp_path, set={**TINY, "clean_reference": True}, axes={"attack.rate": [0.25, 0.5]})
+    result = run_sweep(load_sweep(path), tmp_path / "out", LocalExecutor(), _quiet(), task=run_task)
+    first, second = (s.metrics["clean_model"] for s in result.states)
+    assert not first["reused"] and second["reused"] and first["folder"] == second["folder"]
+    assert Path(first["folder"]).parent == (tmp_path / "out" / "clean_models").resolve()
 
 
 def test_runs_waiting_on_a_failed_run_are_blocked(tmp_path):

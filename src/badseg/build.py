@@ -174,11 +174,12 @@ def clean_model_key(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16], key
 
 
-def clean_model_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
-    """The shared folder of ``cfg``'s clean reference model: ``cfg.clean_cache`` (default
-    ``clean_models/`` beside the run folder) / ``clean_model_key(cfg)``."""
-    cache = Path(cfg.clean_cache) if cfg.clean_cache else Path(run_dir).parent / "clean_models"
-    return cache / clean_model_key(cfg)[0]
+def clean_model_dir(cfg: RunConfig, run_dir: str | Path, shared_cache: str | Path | None = None) -> Path:
+    """The folder of ``cfg``'s clean reference model: ``cfg.clean_cache`` / ``clean_model_key(cfg)``
+    when the config names a cache, else ``shared_cache`` / key (a sweep's ``OUT/clean_models``),
+    else ``run_dir/clean`` — a single run writes nothing outside its own folder."""
+    cache = cfg.clean_cache or shared_cache
+    return Path(cache) / clean_model_key(cfg)[0] if cache else Path(run_dir) / "clean"
 
 
 @contextmanager
@@ -197,18 +198,19 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def clean_reference_model(cfg: RunConfig, train: SegDataset, run_dir: str | Path) -> tuple[SegModel, dict[str, Any]]:
+def clean_reference_model(cfg: RunConfig, train: SegDataset, run_dir: str | Path,
+                          shared_cache: str | Path | None = None) -> tuple[SegModel, dict[str, Any]]:
     """The clean reference of a run: ``cfg.model`` trained on the unpoisoned ``train`` with
     ``cfg.train``'s schedule and ``cfg.seed`` — the backdoored model's initial weights — shared
     by every run with the same data, model, schedule and seed (``clean_model_key``).
 
-    It lives in ``clean_model_dir(cfg, run_dir)`` with ``key.json`` (what the key hashes); the
+    It lives in ``clean_model_dir(cfg, run_dir, shared_cache)`` with ``key.json`` (what the key hashes); the
     first run trains it there (resumable), later runs load it, and concurrent runs (a sweep)
     wait on a lock instead of training it twice. Returns (model in eval mode, ``fit``'s summary
     plus ``folder``, ``key`` and ``reused``: whether it had been trained before).
     """
     key, content = clean_model_key(cfg)
-    folder = clean_model_dir(cfg, run_dir)
+    folder = clean_model_dir(cfg, run_dir, shared_cache)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / ".lock"):
         meta = folder / "key.json"

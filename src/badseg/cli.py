@@ -443,15 +443,18 @@ def sweep(
     local: Annotated[bool, typer.Option("--local", help="Run in this process, one run after another on all "
                                                          "cores (no Ray).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Expand and validate; list the runs, run nothing.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Only the runs with these axis labels, e.g. "
+                                                                     "attack=hba,iba (repeatable; ANDed).")] = None,
 ) -> None:
     """Run every setting of a sweep as Ray tasks (a cluster when RAY_ADDRESS is set); finished runs
     are skipped, failures recorded with their traceback and retried; Ctrl-C stops, a re-run resumes."""
     from badseg.config import ConfigError
     from badseg.sweep import (ExecutorError, LocalExecutor, RayExecutor, SweepInterrupted, find_run_dir, load_sweep,
-                              run_sweep)
+                              run_sweep, select)
 
     try:
         spec = load_sweep(sweep_file, set_ or [])
+        spec = select(spec, only) if only else spec
     except ConfigError as e:
         _fail(str(e))
     if dry_run:

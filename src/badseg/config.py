@@ -192,7 +192,7 @@ class RunConfig(_Strict):
     seed: int = 0
     deterministic: bool = False  # deterministic torch kernels: same config and seed, same metrics (CPU)
     clean_reference: bool = False
-    clean_cache: str | None = None  # shared clean reference models (default: clean_models/ beside the run folder)
+    clean_cache: str | None = None  # shared clean reference models (default: RUN/clean; a sweep's OUT/clean_models)
     eval_batch_size: Positive = 8
     workers: Positive | None = None  # poisoning scan processes (None: all cores)
     lpips_weights: str | None = None

@@ -36,7 +36,7 @@ from badseg.stages.auto import resolve_auto
 from badseg.stages.surrogate import surrogate_model_name
 from badseg.train.fit import CHECKPOINT, is_main_process, load_checkpoint
 
-def preflight(cfg: RunConfig, out: Path, log=print) -> None:
+def preflight(cfg: RunConfig, out: Path, log=print, clean_cache: Path | None = None) -> None:
     """What can be checked before any data is scanned or a model trained: the model and its
     ``pretrained`` weights (built once and dropped: name, file, fit), the surrogate's weights when a
     stage runs, and every checkpoint a resumed run would continue from (saying so)."""
@@ -46,7 +46,7 @@ def preflight(cfg: RunConfig, out: Path, log=print) -> None:
         build_model(surrogate_model_name(cfg), num_classes, pretrained=cfg.surrogate.pretrained)
     folders = {"backdoored": out / "backdoored"}
     if cfg.clean_reference:
-        folders["clean"] = clean_model_dir(cfg, out)
+        folders["clean"] = clean_model_dir(cfg, out, clean_cache)
     for name, folder in folders.items():
         ckpt = folder / CHECKPOINT
         if ckpt.is_file():
@@ -67,8 +67,11 @@ def check_poisoned(cfg: RunConfig, train: PoisonedDataset, test: PoisonedTestSet
                                            "ASR cannot be measured; check the victim class") + hint)
 
 
-def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
+def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=print,
+                   clean_cache: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) one experiment in ``out``; returns the metrics dict (metrics.json).
+    ``clean_cache``: where clean reference models are shared with other runs (a sweep's), unless
+    the config names one; by default the clean model lives in ``out/clean``.
 
     The backdoored and the clean reference model start from the same initial weights
     (``build_model(..., seed=cfg.seed)``); the clean one is shared with every run of the same
@@ -80,12 +83,13 @@ def run_experiment(cfg: RunConfig, out: str | Path, progress: bool = True, log=p
     if (out / "metrics.json").is_file():
         log(f"{out} is finished already; not overwriting its results")
         return json.loads((out / "metrics.json").read_text())
-    preflight(cfg, out, log)
+    clean_cache = None if clean_cache is None else Path(clean_cache)
+    preflight(cfg, out, log, clean_cache)
     with deterministic(cfg.deterministic):
-        return _run(cfg, out, progress, log)
+        return _run(cfg, out, progress, log, clean_cache)
 
 
-def _run(cfg: RunConfig, out: Path, progress: bool, log) -> dict[str, Any]:
+def _run(cfg: RunConfig, out: Path, progress: bool, log, clean_cache: Path | None) -> dict[str, Any]:
     train, test = datasets_for(cfg)
     write_run_config(cfg, out)
     resolved, train, stages = resolve_auto(cfg, train, out / "stages", log, progress)
@@ -115,7 +119,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log) -> dict[str, Any]:
     clean = None
     if cfg.clean_reference:
         log("the clean reference model (same initial weights, unpoisoned data)")
-        clean_model, clean = clean_reference_model(cfg, train, out)
+        clean_model, clean = clean_reference_model(cfg, train, out, clean_cache)
         log(f"  {'reused' if clean['reused'] else 'trained'} in {clean['folder']}")
     if not is_main_process():  # torchrun: the other ranks only help train; rank 0 evaluates and writes
         return metrics

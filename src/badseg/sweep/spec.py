@@ -226,3 +226,33 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     except ValidationError as e:
         raise ConfigError(f"{path}: {e}") from None
     return Sweep(path, spec, expand(spec, path.parent))
+
+
+def select(sweep: Sweep, only: list[str]) -> Sweep:
+    """The runs of ``sweep`` whose axes match every ``axis=label[,label...]`` of ``only`` (a label
+    as the run folder's slug writes it, e.g. ``attack=hba,iba`` or ``attack.rate=0.05``), plus the
+    runs they need (a defense's base run). Raises ``ConfigError`` for an unknown axis or label."""
+    wanted: dict[str, set[str]] = {}
+    for item in only:
+        if "=" not in item:
+            raise ConfigError(f"--only {item!r} is not of the form axis=label[,label...]")
+        axis, labels = item.split("=", 1)
+        wanted.setdefault(axis.strip(), set()).update(x.strip() for x in labels.split(","))
+    for axis, labels in wanted.items():
+        if axis not in sweep.spec.axes:
+            raise ConfigError(f"--only: {sweep.source.name} has no axis {axis!r}; axes: {', '.join(sweep.spec.axes)}")
+        known = {_token(r.axes[axis]) for r in sweep.runs if axis in r.axes}
+        if labels - known:
+            raise ConfigError(f"--only: axis {axis!r} has no value {', '.join(sorted(labels - known))}; "
+                              f"values: {', '.join(sorted(known))}")
+    chosen = [r for r in sweep.runs if all(axis in r.axes and _token(r.axes[axis]) in labels
+                                           for axis, labels in wanted.items())]
+    keep = {r.hash for r in chosen}
+    needed = [h for r in chosen for h in r.needs]
+    while needed:
+        h = needed.pop()
+        if h not in keep:
+            keep.add(h)
+            needed.extend(next(r for r in sweep.runs if r.hash == h).needs)
+    return Sweep(sweep.source, sweep.spec, [r for r in sweep.runs if r.hash in keep])
+

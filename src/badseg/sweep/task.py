@@ -13,6 +13,7 @@ from badseg.sweep.spec import RunSpec
 
 LOG = "log.txt"
 METRICS = "metrics.json"
+CLEAN_MODELS = "clean_models"  # OUT/clean_models: the clean reference models the sweep's runs share
 
 
 def _logger(run_dir: Path):
@@ -27,7 +28,8 @@ def _logger(run_dir: Path):
 
 def run_task(run: RunSpec, run_dir: str, base_dir: str | None, cwd: str, threads: int) -> dict[str, Any]:
     """Run ``run`` into ``run_dir`` with relative paths (data roots) read from ``cwd``; a defense
-    run reads the finished run in ``base_dir``. Returns the metrics written to ``metrics.json``."""
+    run reads the finished run in ``base_dir``. Returns the metrics written to ``metrics.json``.
+    ``run_dir`` is ``OUT/runs/<name>``; the clean reference models are shared in ``OUT/clean_models``."""
     import torch
 
     os.chdir(cwd)
@@ -37,7 +39,7 @@ def run_task(run: RunSpec, run_dir: str, base_dir: str | None, cwd: str, threads
     if run.defense is None:
         from badseg.pipeline import run_experiment
 
-        return run_experiment(run.cfg, out, progress=False, log=log)
+        return run_experiment(run.cfg, out, progress=False, log=log, clean_cache=out.parent.parent / CLEAN_MODELS)
     from badseg.defenses import run_defense
 
     log(f"defense {run.defense} on {base_dir} ({', '.join(run.defense_overrides) or 'defaults'})")
