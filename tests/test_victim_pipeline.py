@@ -253,3 +253,32 @@ def test_stage2_searches_at_native_resolution_under_the_crop_pipeline(synthetic)
     for k, i in enumerate(ids):
         got = torch.round(data.images[k] * 255).to(torch.uint8).permute(1, 2, 0).numpy()
         assert np.array_equal(got, synthetic[i].image)
+
+
+def test_a_run_states_its_pipeline_and_measures_at_the_slide_resolution(tmp_path, one_thread) -> None:
+    """A tiny synthetic run under ``crop`` + ``slide``: metrics.json and report.md state the
+    pipeline, ASR is counted at ``data.native_size`` (4× the pixels of ``data.size`` here), and
+    ``badseg eval`` reproduces the run's figures through the same inference."""
+    import json
+
+    from badseg.config import load_config
+    from badseg.pipeline import run_experiment
+    from badseg.reevaluate import reevaluate
+
+    tiny = ["data.size=[32,64]", "data.train_length=8", "data.test_length=4", "model.name=deeplabv3plus-mbv2",
+            "train.epochs=1", "train.batch_size=4", "eval_batch_size=4", "workers=1", "figure_samples=1",
+            "attack.rate=0.5", "trigger.size=0.3"]
+    crop = [*tiny, "train.pipeline=crop", "data.native_size=[64,128]", "test.inference=slide", "test.stride=[16,32]"]
+    quiet = {"progress": False, "log": lambda *_: None}
+    m = run_experiment(load_config(None, crop), tmp_path / "crop", **quiet)
+    assert m["pipeline"] == {"train": "crop", "train_size": [64, 128], "scale_range": [0.75, 1.5],
+                             "crop_size": [32, 64], "hflip": 0.5, "cat_max_ratio": 0.75, "inference": "slide",
+                             "test_size": [64, 128], "window": [32, 64], "stride": [16, 32]}
+    assert json.loads((tmp_path / "crop" / "metrics.json").read_text())["pipeline"] == m["pipeline"]
+    report = (tmp_path / "crop" / "report.md").read_text()
+    assert "training pipeline `crop`" in report and "sliding 32×64 windows, stride 16×32, at 64×128" in report
+    whole = run_experiment(load_config(None, tiny), tmp_path / "whole", **quiet)
+    assert whole["pipeline"]["train"] == "resize" and whole["pipeline"]["test_size"] == [32, 64]
+    assert 3.0 < m["n_asr_pixels"] / whole["n_asr_pixels"] < 5.0
+    again = reevaluate(tmp_path / "crop", [], **quiet)
+    assert all(again[k] == m[k] for k in ("asr", "pba", "cba", "n_asr_pixels")) and again["pipeline"] == m["pipeline"]
