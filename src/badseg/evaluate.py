@@ -5,8 +5,8 @@ Images and labels are resized to the evaluation size (labels and masks nearest,
 ``badseg.data.resize``; ``None``: kept at the files' resolution) and the model runs on the
 whole image or, with a ``SlideWindow``, window by window (``build.eval_transform``); ASR and
 poisoned-pixel masks are resized exactly as the labels, so they stay on the pixels they mark.
-The stealth figures compare the clean and poisoned images at their native resolution. ASR is also broken down by the trigger stamp's width at the model's input
-(``badseg.metrics.stamp_width``). ``evaluate`` returns an ``EvalResult``: the metrics and the
+The stealth figures compare the clean and poisoned images at their native resolution. ASR is
+also broken down by the trigger stamp's width at the model's input (``badseg.metrics.stamp_width``). ``evaluate`` returns an ``EvalResult``: the metrics and the
 predictions on the samples a report shows, so the report renders them without predicting again.
 """
 
@@ -155,7 +155,8 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
             counts = [atk.update(pr[None], lab[None], a[None], target, d[None])
                       for pr, lab, a, d in zip(pred, labels, asr, decoy)]
             for j, ((clean, p), (h, t)) in enumerate(zip(items, counts)):
-                by_width.update(stamp_px_at_input(p.record, p.image.shape[1], images[j].shape[1]), int(h[0]), int(t[0]))
+                width = stamp_px_at_input(p.record, p.image.shape[1], images[j].shape[1])
+                by_width.update(width, int(h[0]), int(t[0]))
                 i = poisoned_test.indices[idx[j]]
                 if i in clean_preds:
                     img, gt, pred_clean = clean_preds[i]

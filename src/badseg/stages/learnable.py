@@ -74,11 +74,10 @@ def augment_batch(images: torch.Tensor, maps: list[torch.Tensor], cfg: AugmentCo
         ys = torch.randint(0, images.shape[2] - ch + 1, (b,), generator=gen).tolist()
         xs = torch.randint(0, images.shape[3] - cw + 1, (b,), generator=gen).tolist()
         if cfg.cat_max_ratio < 1.0 and maps:
-            def draw(n: int) -> int:
-                return int(torch.randint(0, n, (), generator=gen))
-
-            ys, xs = map(list, zip(*(crop_origin(maps[0][i], (ch, cw), cfg.cat_max_ratio, draw, (y, x))
-                                     for i, (y, x) in enumerate(zip(ys, xs)))))
+            draw = lambda n: int(torch.randint(0, n, (), generator=gen))  # noqa: E731
+            origins = [crop_origin(maps[0][i], (ch, cw), cfg.cat_max_ratio, draw, (y, x))
+                       for i, (y, x) in enumerate(zip(ys, xs))]
+            ys, xs = [y for y, _ in origins], [x for _, x in origins]
         images = torch.stack([images[i, :, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))])
         maps = [torch.stack([m[i, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))]) for m in maps]
     flip = (torch.rand(b, generator=gen) < cfg.hflip_p).to(images.device)
