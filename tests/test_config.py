@@ -121,9 +121,62 @@ def test_the_shipped_configs_share_their_common_sections():
         root = Path(__file__).resolve().parents[1] / "configs" / dataset
         common = load_config(root / "common.yaml")
         for path in root.rglob("*.yaml"):
+            if "pipelines" in path.parts:  # the victim pipelines keep the data at another resolution
+                cfg = load_config(path)
+                assert cfg.data.model_copy(update={"native_size": None}) == common.data, path
+                assert cfg.model == common.model and cfg.train.epochs == common.train.epochs, path
+                continue
             assert "data:" not in path.read_text() or path.name == "common.yaml", path
             if "stealth" in path.parts:  # the stealth settings carry their own victim model and schedule
                 assert load_config(path).data == common.data, path
                 continue
             cfg = load_config(path)
             assert (cfg.data, cfg.model, cfg.train) == (common.data, common.model, common.train), path
+
+
+def test_the_victim_pipeline_fields_keep_default_runs_unchanged() -> None:
+    """New pipeline fields at their defaults change neither a sweep run's hash nor a clean
+    reference model's key (so existing run folders and cached clean models are reused)."""
+    from badseg.build import clean_model_key
+    from badseg.sweep import config_hash
+
+    cfg = load_config(None, ["train.epochs=3"])
+    explicit = load_config(None, ["train.epochs=3", "train.pipeline=resize", "train.cat_max_ratio=0.75",
+                                  "test.inference=whole", "data.native_size=null"])
+    assert config_hash(explicit) == config_hash(cfg) and clean_model_key(explicit) == clean_model_key(cfg)
+    key = clean_model_key(cfg)[1]
+    assert not {"pipeline", "crop_size", "cat_max_ratio"} & set(key["train"]) and "native_size" not in key["data"]
+    crop = load_config(None, ["train.epochs=3", "train.pipeline=crop"])
+    assert config_hash(crop) != config_hash(cfg) and clean_model_key(crop)[0] != clean_model_key(cfg)[0]
+    slide = load_config(None, ["train.epochs=3", "train.pipeline=crop", "test.inference=slide"])
+    assert config_hash(slide) != config_hash(crop)
+    assert clean_model_key(slide) == clean_model_key(crop)  # test-time inference: same clean model
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (["train.pipeline=mmseg"], "train.pipeline"),
+    (["train.crop_size=[64, 64]"], "crop_size applies to pipeline: crop"),
+    (["train.cat_max_ratio=0.5"], "cat_max_ratio applies to pipeline: crop"),
+    (["train.pipeline=crop", "train.cat_max_ratio=0"], "train.cat_max_ratio"),
+    (["train.pipeline=crop", "train.crop_size=[16, 64]"], "train.crop_size"),
+    (["test.inference=slide"], "slide needs train.pipeline: crop"),
+    (["test.inference=tiles", "train.pipeline=crop"], "test.inference"),
+    (["test.stride=[10, 10]"], "test.stride applies to test.inference: slide"),
+    (["train.pipeline=crop", "test.inference=slide", "test.stride=[100, 300]"], "larger than the window"),
+    (["data.native_size=[352, 480]"], "data.native_size applies to train.pipeline: crop"),
+])
+def test_bad_pipeline_settings_give_one_clear_error(bad, says) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, bad)
+    assert says in str(e.value) and str(e.value).count(";") == 0, str(e.value)
+
+
+def test_the_crop_pipeline_config_runs_at_native_resolution_with_slide_inference() -> None:
+    from badseg.build import eval_transform, train_transform, victim_pipeline
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "camvid" / "pipelines" / "crop.yaml")
+    size, augment = train_transform(cfg.train, cfg.data)
+    assert size == (352, 480) and augment.crop_size == (192, 256) and augment.cat_max_ratio == 0.75
+    test_size, slide = eval_transform(cfg)
+    assert test_size == (352, 480) and slide.window == (192, 256) and slide.stride == (128, 170)
+    assert victim_pipeline(cfg)["train"] == "crop" and victim_pipeline(cfg)["inference"] == "slide"

@@ -34,6 +34,7 @@ from badseg.models import SegModel, build_model
 from badseg.outdir import refuse_overlap, refuse_protected
 from badseg.train.augment import AugmentConfig, SegTorchDataset
 from badseg.train.fit import FitConfig, LossFn, fit, pixel_cross_entropy
+from badseg.train.infer import SlideWindow
 
 #: The resolved config a run folder holds.
 RUN_CONFIG = "config.yaml"
@@ -75,11 +76,48 @@ def attack_for(cfg: RunConfig, dataset: SegDataset) -> Attack:
     return build_attack(a.vector, spec, a.victim, target, cfg.trigger, **options)
 
 
+def train_transform(train: TrainConfig, data: DataConfig) -> tuple[tuple[int, int] | None, AugmentConfig]:
+    """The victim's training pipeline (``train.pipeline``): (the fixed (H, W) every training image
+    is first resized to — None: kept at the files' own —, the random augmentation after it)."""
+    if train.pipeline == "crop":
+        crop = tuple(train.crop_size or data.size)
+        size = tuple(data.native_size) if data.native_size is not None else None
+        return size, AugmentConfig(tuple(train.scale_range), crop, train.hflip, train.cat_max_ratio)
+    size = tuple(data.size)
+    return size, AugmentConfig(tuple(train.scale_range), size, train.hflip)
+
+
+def eval_transform(cfg: RunConfig) -> tuple[tuple[int, int] | None, SlideWindow | None]:
+    """How test images meet the model (``test.inference``): (the (H, W) they and their labels and
+    masks are resized to — None: kept at the files' own —, the sliding window or None: whole)."""
+    if cfg.test.inference == "whole":
+        return tuple(cfg.data.size), None
+    window = tuple(cfg.train.crop_size or cfg.data.size)
+    size = tuple(cfg.data.native_size) if cfg.data.native_size is not None else None
+    return size, SlideWindow(window, tuple(cfg.test.stride) if cfg.test.stride else SlideWindow.default_stride(window))
+
+
+def victim_pipeline(cfg: RunConfig) -> dict[str, Any]:
+    """The victim's training pipeline and test-time inference, as metrics.json and the report
+    state them next to every figure (``train_transform``, ``eval_transform``)."""
+    size, aug = train_transform(cfg.train, cfg.data)
+    test_size, slide = eval_transform(cfg)
+    out: dict[str, Any] = {"train": cfg.train.pipeline, "train_size": list(size) if size else "native",
+                           "scale_range": list(aug.scale_range), "crop_size": list(aug.crop_size), "hflip": aug.hflip_p}
+    if cfg.train.pipeline == "crop":
+        out["cat_max_ratio"] = aug.cat_max_ratio
+    out.update(inference=cfg.test.inference, test_size=list(test_size) if test_size else "native")
+    if slide is not None:
+        out.update(window=list(slide.window), stride=list(slide.stride))
+    return out
+
+
 def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: str | Path, *, model: ModelConfig,
-                size: tuple[int, int], seed: int, epochs: int | None = None, net: SegModel | None = None,
+                data: DataConfig, seed: int, epochs: int | None = None, net: SegModel | None = None,
                 lr: float | None = None, loss_fn: LossFn = pixel_cross_entropy,
                 deterministic: bool = False) -> tuple[SegModel, dict[str, Any]]:
-    """Build ``model`` and train it on ``dataset`` with ``train``'s schedule (``fit``) in ``out``,
+    """Build ``model`` and train it on ``dataset`` with ``train``'s schedule (``fit``) and its
+    pipeline at ``data``'s resolution (``train_transform``) in ``out``,
     resuming from ``out/last.pt`` when it is there. The victim, the clean reference and the
     BADSEG surrogate all train through here; ``epochs`` overrides ``train.epochs`` (surrogate).
     The defenses continue training a given ``net`` instead of a new one, optionally at another
@@ -92,12 +130,12 @@ def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: 
     Returns (the trained model in eval mode, ``fit``'s summary).
     """
     net = build_model(model.name, num_classes, pretrained=model.pretrained, seed=seed) if net is None else net
-    data = SegTorchDataset(dataset, size=size, augment=AugmentConfig(tuple(train.scale_range), size, train.hflip),
-                           seed=seed)
+    size, augment = train_transform(train, data)
+    samples = SegTorchDataset(dataset, size=size, augment=augment, seed=seed)
     fit_cfg = FitConfig(epochs=epochs or train.epochs, batch_size=train.batch_size, lr=train.lr if lr is None else lr,
                         optimizer=train.optimizer, weight_decay=train.weight_decay, num_workers=train.num_workers,
                         seed=seed, deterministic=deterministic)
-    summary = fit(net, data, fit_cfg, out, resume=True, loss_fn=loss_fn)
+    summary = fit(net, samples, fit_cfg, out, resume=True, loss_fn=loss_fn)
     return net, summary
 
 
@@ -157,6 +195,16 @@ def write_run_config(cfg: RunConfig, out: str | Path) -> None:
 
 #: ``data`` fields that concern only the test set, so not a clean reference model.
 _TEST_ONLY = {"test_split", "test_length", "limit_test"}
+#: Fields added since clean reference models were first cached: hashed only when set away from
+#: their default, so the models cached before them keep their keys.
+_ADDED_SINCE_KEY = {"data": {"native_size"}, "train": {"pipeline", "crop_size", "cat_max_ratio"}}
+
+
+def _key_part(section: str, value: DataConfig | TrainConfig) -> dict[str, Any]:
+    """``value`` as JSON for ``clean_model_key``, its ``_ADDED_SINCE_KEY`` fields left out at their defaults."""
+    fields = type(value).model_fields
+    return {k: v for k, v in value.model_dump(mode="json").items()
+            if not (k in _ADDED_SINCE_KEY[section] and getattr(value, k) == fields[k].default)}
 
 
 def clean_model_key(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
@@ -165,12 +213,12 @@ def clean_model_key(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
     when the BADSEG stages take the surrogate's images from the training split), ``model``,
     ``train`` and ``seed``. Runs that differ only in the attack, trigger, rate or evaluation
     share the key."""
-    data = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k not in _TEST_ONLY}
+    data = {k: v for k, v in _key_part("data", cfg.data).items() if k not in _TEST_ONLY}
     stages = cfg.trigger == "auto" or cfg.pair == "auto"
     holdout = ({"fraction": cfg.surrogate.fraction, "limit": cfg.surrogate.limit}
                if stages and cfg.surrogate.split is None else None)
     key = {"data": data, "holdout": holdout, "model": cfg.model.model_dump(mode="json"),
-           "train": cfg.train.model_dump(mode="json"), "seed": cfg.seed}
+           "train": _key_part("train", cfg.train), "seed": cfg.seed}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16], key
 
 
@@ -219,5 +267,5 @@ def clean_reference_model(cfg: RunConfig, train: SegDataset, run_dir: str | Path
         if not meta.is_file():
             atomic_write_bytes(meta, json.dumps(content, indent=2).encode())
         model, summary = train_model(cfg.train, train, train.spec.num_classes, folder, model=cfg.model,
-                                     size=tuple(cfg.data.size), seed=cfg.seed, deterministic=cfg.deterministic)
+                                     data=cfg.data, seed=cfg.seed, deterministic=cfg.deterministic)
     return model, {**summary, "folder": str(folder), "key": key, "reused": summary.get("iterations") == 0}

@@ -39,6 +39,9 @@ class DataConfig(_Strict):
     train_split: str = "train"
     test_split: str = "val"
     size: tuple[Side, Side] = (128, 256)
+    # train.pipeline crop / test.inference slide: the (H, W) images are kept at instead of
+    # data.size, resized once from the files (None: the files' own resolution).
+    native_size: tuple[Side, Side] | None = None
     train_length: Positive = 400  # synthetic only
     test_length: Positive = 100  # synthetic only
     limit_train: Positive | None = None
@@ -113,6 +116,16 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """The schedule and the victim's training pipeline (``build.train_transform``).
+
+    ``pipeline: resize`` (badseg's default): every image resized to ``data.size``, rescaled by a
+    random ratio in ``scale_range``, cropped back to ``data.size``, flipped with ``hflip``.
+    ``pipeline: crop`` (mmsegmentation's): images kept at ``data.native_size`` (None: the files'
+    own), rescaled by a ratio in ``scale_range`` (``RandomResize``), cropped to ``crop_size``
+    (None: ``data.size``) and re-drawn while one class covers more than ``cat_max_ratio`` of the
+    crop's labelled pixels (``RandomCrop``), flipped (``RandomFlip``).
+    """
+
     epochs: Positive = 10
     batch_size: Positive = 8
     lr: float = Field(1e-3, gt=0.0)
@@ -121,13 +134,35 @@ class TrainConfig(_Strict):
     scale_range: tuple[float, float] = (0.75, 1.5)
     hflip: float = Field(0.5, ge=0.0, le=1.0)
     num_workers: int = Field(0, ge=0)
+    pipeline: Literal["resize", "crop"] = "resize"
+    crop_size: tuple[Side, Side] | None = None
+    cat_max_ratio: float = Field(0.75, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _scale_range_is_ordered(self) -> TrainConfig:
+    def _check(self) -> TrainConfig:
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be (lo, hi) with 0 < lo <= hi, got {list(self.scale_range)}")
+        if self.pipeline == "resize":
+            if self.crop_size is not None:
+                raise ValueError("crop_size applies to pipeline: crop (the resize pipeline crops to data.size)")
+            if self.cat_max_ratio != type(self).model_fields["cat_max_ratio"].default:
+                raise ValueError("cat_max_ratio applies to pipeline: crop (the resize pipeline never re-draws a crop)")
         return self
+
+
+class TestConfig(_Strict):
+    """How the model is run on a test image (``build.eval_transform``). ``whole``: resized to
+    ``data.size``, one forward pass, metrics at that size. ``slide`` (mmsegmentation's
+    ``slide_inference``; needs ``train.pipeline: crop``): at ``data.native_size`` (None: the
+    files' own), windows of the training crop (``train.crop_size``) every ``stride`` (H, W)
+    pixels (None: two thirds of the window), logits averaged where windows overlap, metrics at
+    that resolution."""
+
+    __test__ = False  # not a pytest test class
+
+    inference: Literal["whole", "slide"] = "whole"
+    stride: tuple[Positive, Positive] | None = None
 
 
 class SurrogateConfig(_Strict):
@@ -189,6 +224,7 @@ class RunConfig(_Strict):
     search: SearchConfig = SearchConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    test: TestConfig = TestConfig()
     seed: int = 0
     deterministic: bool = False  # deterministic torch kernels: same config and seed, same metrics (CPU)
     clean_reference: bool = False
@@ -202,6 +238,24 @@ class RunConfig(_Strict):
     allow_unpoisoned: bool = False
     # Defenses run on the finished run (badseg.defenses): a name, or {name: {option: value}}.
     defenses: tuple[str | dict[str, dict[str, Any]], ...] = ()
+
+    @model_validator(mode="after")
+    def _check_pipeline(self) -> RunConfig:
+        t, test = self.train, self.test
+        if test.inference == "slide" and t.pipeline != "crop":
+            raise ValueError("test.inference: slide needs train.pipeline: crop (a model trained on whole images "
+                             "resized to data.size is run on them whole)")
+        if test.stride is not None:
+            if test.inference != "slide":
+                raise ValueError("test.stride applies to test.inference: slide")
+            window = t.crop_size or self.data.size
+            if any(s > w for s, w in zip(test.stride, window)):
+                raise ValueError(f"test.stride {list(test.stride)} is larger than the window {list(window)} "
+                                 f"(train.crop_size, else data.size): windows would leave pixels unseen")
+        if self.data.native_size is not None and t.pipeline != "crop":
+            raise ValueError("data.native_size applies to train.pipeline: crop (the resize pipeline resizes to "
+                             "data.size)")
+        return self
 
     def defense_items(self) -> list[tuple[str, dict[str, Any]]]:
         """``defenses`` as (name, options) pairs."""

@@ -1,10 +1,12 @@
 """Evaluation of a (backdoored) model: CBA on the clean test set, ASR / PBA / false
 activation on the poisoned test set, stealth of the poisoned test images (DESIGN §4).
 
-Images and labels are resized to the model's input size (labels and masks nearest,
-``badseg.data.resize``); the stealth figures compare the clean and poisoned images at their
-native resolution. ASR is also broken down by the trigger stamp's width at the model's input
-(``badseg.metrics.stamp_width``). ``evaluate`` returns an ``EvalResult``: the metrics and the
+Images and labels are resized to the evaluation size (labels and masks nearest,
+``badseg.data.resize``; ``None``: kept at the files' resolution) and the model runs on the
+whole image or, with a ``SlideWindow``, window by window (``build.eval_transform``); ASR and
+poisoned-pixel masks are resized exactly as the labels, so they stay on the pixels they mark.
+The stealth figures compare the clean and poisoned images at their native resolution. ASR is
+also broken down by the trigger stamp's width at the model's input (``badseg.metrics.stamp_width``). ``evaluate`` returns an ``EvalResult``: the metrics and the
 predictions on the samples a report shows, so the report renders them without predicting again.
 """
 
@@ -26,19 +28,40 @@ from badseg.metrics.segmentation import AttackMeter, SegmentationMeter
 from badseg.metrics.stamp_width import StampWidthBreakdown, stamp_px_at_input
 from badseg.metrics.stealth import StealthMeter
 from badseg.poisoning.dataset import PoisonedTestSet
+from badseg.train.infer import SlideWindow
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device) -> np.ndarray:
-    """uint8 (N, H, W, 3) images → int64 (N, H, W) predicted classes."""
-    x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float().div_(255)
-    return model(x).argmax(1).cpu().numpy()
+def predict(model: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device,
+            slide: SlideWindow | None = None) -> list[np.ndarray]:
+    """uint8 (H, W, 3) images → int64 (H, W) predicted classes, whole or window by window
+    (``slide``); images of one size go through the model together."""
+    out: list[np.ndarray | None] = [None] * len(images)
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for j, image in enumerate(images):
+        shapes.setdefault(image.shape, []).append(j)
+    for group in shapes.values():
+        x = torch.from_numpy(np.stack([images[j] for j in group])).to(device).permute(0, 3, 1, 2).float().div_(255)
+        logits = model(x) if slide is None else slide.logits(model, x)
+        for j, pred in zip(group, logits.argmax(1).cpu().numpy()):
+            out[j] = pred
+    return out
+
+
+def at_size(image: np.ndarray, label: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``resize_pair`` to ``size``; ``None`` keeps the pair as it is."""
+    return (image, label.astype(np.int64, copy=False)) if size is None else resize_pair(image, label, size)
+
+
+def mask_at(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """A bool (H, W) mask resized as labels are (nearest neighbour) to ``size``; ``None`` keeps it."""
+    return mask.astype(bool, copy=False) if size is None else resize_mask(mask, size)
 
 
 @dataclass
 class FigureSample:
     """A poisoned test sample a report shows. ``image``, ``label``, ``triggered`` and both
-    predictions are at the model's input size (H, W); ``clean`` and ``poisoned`` at native size."""
+    predictions are at the evaluation size (H, W); ``clean`` and ``poisoned`` at native size."""
 
     clean: Sample
     poisoned: Poisoned
@@ -92,11 +115,13 @@ def _batches(n: int, size: int) -> Iterator[range]:
 
 
 def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: PoisonedTestSet,
-             size: tuple[int, int], target: int, batch_size: int = 8, device: str | torch.device = "cpu",
-             stealth: StealthMeter | None = None, progress: bool = True, figure_samples: int = 0) -> EvalResult:
-    """Metrics of ``model`` (eval mode) on the clean and poisoned test sets, plus its
-    predictions on ``figure_samples`` poisoned test samples spread over the set
-    (``figure_indices``; the clean prediction is the clean pass's, not a second one)."""
+             size: tuple[int, int] | None, target: int, batch_size: int = 8, device: str | torch.device = "cpu",
+             stealth: StealthMeter | None = None, progress: bool = True, figure_samples: int = 0,
+             slide: SlideWindow | None = None) -> EvalResult:
+    """Metrics of ``model`` (eval mode) on the clean and poisoned test sets at ``size`` (None:
+    the files' resolution), whole or with the sliding window ``slide``, plus its predictions on
+    ``figure_samples`` poisoned test samples spread over the set (``figure_indices``; the clean
+    prediction is the clean pass's, not a second one)."""
     device = torch.device(device)
     model.eval().to(device)
     spec = clean_test.spec
@@ -108,9 +133,10 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("evaluating clean test set", total=len(clean_test))
         for idx in _batches(len(clean_test), batch_size):
-            pairs = [resize_pair(clean_test[i].image, clean_test[i].label, size) for i in idx]
-            pred = predict(model, [p[0] for p in pairs], device)
-            seg.update(pred, np.stack([p[1] for p in pairs]))
+            pairs = [at_size(clean_test[i].image, clean_test[i].label, size) for i in idx]
+            pred = predict(model, [p[0] for p in pairs], device, slide)
+            for (_, label), pr in zip(pairs, pred):
+                seg.update(pr[None], label[None])
             clean_preds.update({i: (*pairs[j], pred[j]) for j, i in enumerate(idx) if i in shown})
             bar.advance(task, len(idx))
         task = bar.add_task("evaluating poisoned test set", total=len(poisoned_test))
@@ -118,17 +144,19 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
             items = [poisoned_test[k] for k in idx]
             images, labels, asr, decoy = [], [], [], []
             for clean, p in items:
-                image, label = resize_pair(p.image, clean.label, size)
+                image, label = at_size(p.image, clean.label, size)
                 images.append(image)
                 labels.append(label)
-                asr.append(resize_mask(p.asr_mask, size))
-                decoy.append(resize_mask(p.decoy_mask, size) if p.decoy_mask is not None else np.zeros(size, bool))
+                asr.append(mask_at(p.asr_mask, size))
+                decoy.append(mask_at(p.decoy_mask, size) if p.decoy_mask is not None else np.zeros(label.shape, bool))
                 if stealth is not None:
                     stealth.update(clean.image, p.image)
-            pred = predict(model, images, device)
-            hits, totals = atk.update(pred, np.stack(labels), np.stack(asr), target, np.stack(decoy))
-            for j, ((clean, p), h, t) in enumerate(zip(items, hits, totals)):
-                by_width.update(stamp_px_at_input(p.record, p.image.shape[1], size[1]), int(h), int(t))
+            pred = predict(model, images, device, slide)
+            counts = [atk.update(pr[None], lab[None], a[None], target, d[None])
+                      for pr, lab, a, d in zip(pred, labels, asr, decoy)]
+            for j, ((clean, p), (h, t)) in enumerate(zip(items, counts)):
+                width = stamp_px_at_input(p.record, p.image.shape[1], images[j].shape[1])
+                by_width.update(width, int(h[0]), int(t[0]))
                 i = poisoned_test.indices[idx[j]]
                 if i in clean_preds:
                     img, gt, pred_clean = clean_preds[i]

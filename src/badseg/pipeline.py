@@ -20,7 +20,9 @@ from badseg.build import (
     clean_model_dir,
     clean_reference_model,
     datasets_for,
+    eval_transform,
     train_model,
+    victim_pipeline,
     write_run_config,
 )
 from badseg.config import ConfigError, RunConfig
@@ -108,13 +110,13 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, clean_cache: Path | Non
         "n_train": len(train), "n_applicable_train": count.applicable, "n_poisoned_train": count.chosen,
         "poison_count": count.to_dict(),
         "n_test": len(test), "n_poisoned_test": len(poisoned_test), "test_skipped": poisoned_test.skipped,
+        "pipeline": victim_pipeline(cfg),
     }
     if stages:
         metrics["stages"] = stages
     log("training the backdoored model")
-    size = tuple(cfg.data.size)
     model, summary = train_model(cfg.train, poisoned_train, train.spec.num_classes, out / "backdoored",
-                                 model=cfg.model, size=size, seed=cfg.seed, deterministic=cfg.deterministic)
+                                 model=cfg.model, data=cfg.data, seed=cfg.seed, deterministic=cfg.deterministic)
     metrics["train_minutes"] = summary.get("minutes")
     clean = None
     if cfg.clean_reference:
@@ -124,13 +126,14 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, clean_cache: Path | Non
     if not is_main_process():  # torchrun: the other ranks only help train; rank 0 evaluates and writes
         return metrics
     stealth = StealthMeter.from_weights(cfg.lpips_weights)
+    size, slide = eval_transform(cfg)
     result = evaluate(model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, stealth, progress,
-                      figure_samples=cfg.figure_samples)
+                      figure_samples=cfg.figure_samples, slide=slide)
     metrics.update(result.metrics())
     metrics["clean_model_cba"] = None
     if clean is not None:
         ref = evaluate(clean_model, test, poisoned_test, size, attack.target, cfg.eval_batch_size, device, None,
-                       progress)
+                       progress, slide=slide)
         metrics.update(clean_model_cba=ref.cba, clean_model_asr=ref.asr, clean_train_minutes=clean.get("minutes"),
                        clean_model={"folder": clean["folder"], "key": clean["key"], "reused": clean["reused"]})
     metrics["minutes"] = (time.perf_counter() - t0) / 60

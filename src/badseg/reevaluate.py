@@ -30,7 +30,7 @@ def eval_name(overrides: list[str]) -> str:
 def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False, log=print) -> dict[str, Any]:
     """ASR / PBA / CBA (and stealth) of ``run_dir``'s backdoored model under ``overrides``;
     written to ``run_dir/evals/<overrides>.json`` and returned."""
-    from badseg.build import attack_for, datasets_for
+    from badseg.build import attack_for, datasets_for, eval_transform, victim_pipeline
     from badseg.evaluate import evaluate
     from badseg.metrics.stealth import StealthMeter
     from badseg.models import build_model
@@ -48,9 +48,10 @@ def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False
     poisoned = PoisonedTestSet(test, attack, cfg.seed, workers=cfg.workers or 1)
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(checkpoint))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    metrics = evaluate(model, test, poisoned, tuple(cfg.data.size), attack.target, cfg.eval_batch_size, device,
-                       StealthMeter.from_weights(cfg.lpips_weights), progress).metrics()
+    size, slide = eval_transform(cfg)
+    metrics = evaluate(model, test, poisoned, size, attack.target, cfg.eval_batch_size, device,
+                       StealthMeter.from_weights(cfg.lpips_weights), progress, slide=slide).metrics()
     metrics.update(overrides=list(overrides), n_poisoned_test=len(poisoned), test_skipped=poisoned.skipped,
-                   attack=attack.describe())
+                   attack=attack.describe(), pipeline=victim_pipeline(cfg))
     write_json(run_dir / EVALS / f"{eval_name(overrides)}.json", metrics)
     return metrics

@@ -80,10 +80,12 @@ class DefenseContext:
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         """ASR / PBA / CBA of ``model`` on the run's test sets (as ``badseg run`` measures them)."""
+        from badseg.build import eval_transform
         from badseg.evaluate import evaluate
 
-        m = evaluate(model, self.test, self.poisoned_test, self.size, self.attack.target, self.cfg.eval_batch_size,
-                     self.device, None, self.progress).metrics()
+        size, slide = eval_transform(self.cfg)
+        m = evaluate(model, self.test, self.poisoned_test, size, self.attack.target, self.cfg.eval_batch_size,
+                     self.device, None, self.progress, slide=slide).metrics()
         return {k: m[k] for k in MITIGATION_KEYS}
 
     def before_metrics(self) -> dict[str, Any]:
@@ -106,7 +108,7 @@ def train_like_run(model: torch.nn.Module, dataset: SegDataset, cfg: RunConfig, 
     from badseg.build import train_model
 
     _, summary = train_model(cfg.train, dataset, dataset.spec.num_classes, out, model=cfg.model,
-                             size=tuple(cfg.data.size), seed=cfg.seed, epochs=epochs, net=model, lr=lr, loss_fn=loss_fn)
+                             data=cfg.data, seed=cfg.seed, epochs=epochs, net=model, lr=lr, loss_fn=loss_fn)
     return summary
 
 

@@ -28,6 +28,22 @@ def _px_bin(edges: list[float | None]) -> str:
     return f"≥ {lo:g}" if hi is None else f"{lo:g}–{hi:g}"
 
 
+def describe_pipeline(p: dict[str, Any]) -> str:
+    """``build.victim_pipeline``'s record (metrics.json ``pipeline``) in words."""
+    size = "native resolution" if p["train_size"] == "native" else "×".join(map(str, p["train_size"]))
+    train = (f"images resized to {size}" if p["train"] == "resize" else f"images kept at {size}")
+    train += (f", random rescale {p['scale_range'][0]}–{p['scale_range'][1]}, "
+              f"{'×'.join(map(str, p['crop_size']))} crops")
+    if "cat_max_ratio" in p:
+        train += f" (cat_max_ratio {p['cat_max_ratio']})"
+    train += f", flip {p['hflip']}"
+    test_size = "native resolution" if p["test_size"] == "native" else "×".join(map(str, p["test_size"]))
+    test = f"whole image at {test_size}" if p["inference"] == "whole" else (
+        f"sliding {'×'.join(map(str, p['window']))} windows, stride {'×'.join(map(str, p['stride']))}, "
+        f"at {test_size}")
+    return f"training pipeline `{p['train']}` ({train}); test inference `{p['inference']}` ({test})"
+
+
 def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], result: EvalResult, spec: DatasetSpec) -> None:
     """Figures under ``out/figures`` and ``out/report.md``: renders ``metrics`` and the figure
     samples of ``result`` (``evaluate``'s predictions); it predicts nothing itself."""
@@ -54,6 +70,7 @@ def write_report(out: Path, cfg: RunConfig, metrics: dict[str, Any], result: Eva
         f"({metrics['n_applicable_train']} applicable{', capped' if metrics['poison_count']['capped'] else ''}), "
         f"{metrics['n_poisoned_test']} poisoned test images of {metrics['n_test']}.",
         "",
+        *([f"Victim: {describe_pipeline(metrics['pipeline'])}.", ""] if metrics.get("pipeline") else []),
         "| metric | value |",
         "|---|---|",
         *(f"| {k} | {_fmt(metrics.get(k))} |" for k in ("asr", "pba", "cba", "clean_model_cba", "clean_model_asr",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from badseg.build import attack_for, check_run_dir, datasets_for, write_run_config
+from badseg.build import attack_for, check_run_dir, datasets_for, train_transform, write_run_config
 from badseg.config import AttackConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes, write_json
@@ -49,7 +49,7 @@ from badseg.stages.trigger_search import (
     sweep_options,
     write_search_outputs,
 )
-from badseg.train.augment import AugmentConfig, SegTorchDataset
+from badseg.train.augment import SegTorchDataset
 from badseg.triggers import TriggerSpec
 
 Log = Callable[[str], Any]
@@ -100,6 +100,15 @@ def _attack_config(cfg: RunConfig, victim: str, target: str) -> RunConfig:
     return cfg.model_copy(update={"attack": _with_attack(cfg, victim=victim, target=target), "trigger": trigger})
 
 
+def search_size(cfg: RunConfig, surrogate: SegDataset) -> tuple[int, int]:
+    """The (H, W) stage 2 searches at: the victim's training resolution (``train_transform``),
+    so with ``train.pipeline: crop`` the images the stealth budget's PSNR compares are the
+    native ones, as the results report PSNR (``data.native_size``, else the first surrogate
+    image's size); with ``resize``, ``data.size``."""
+    size, _ = train_transform(cfg.train, cfg.data)
+    return size if size is not None else tuple(surrogate[0].label.shape)
+
+
 def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, victim: str, target: str, out: Path,
                        progress: bool = False, extra: dict[str, Any] | None = None) -> SearchResult:
     """Stage 2 for ``cfg.attack.vector`` and victim → target on the surrogate set; writes
@@ -109,22 +118,22 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
     s = cfg.search
     attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
     space = search_space(attack, s.pattern)
-    search_set = build_search_set(data.surrogate, attack, space, tuple(cfg.data.size), cfg.seed, s.min_size_px,
+    size = search_size(cfg, data.surrogate)
+    search_set = build_search_set(data.surrogate, attack, space, size, cfg.seed, s.min_size_px,
                                   limit=cfg.surrogate.limit).to(_device(model))
     renderer = RelaxedTrigger(space, s.min_size_px)
     objective: SurrogateObjective | LearnabilityObjective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
     recorded: dict[str, Any] = {"stealth_weight": s.stealth_weight, "psnr_min": s.psnr_min, "pattern": s.pattern,
-                                "min_size_px": s.min_size_px, "objective": s.objective}
+                                "min_size_px": s.min_size_px, "objective": s.objective, "size": list(size)}
     if s.objective == "learnability":
         finetune, search_set = split_search_set(search_set, s.holdout, cfg.seed)
-        t = cfg.train
-        augment = AugmentConfig(tuple(t.scale_range), tuple(cfg.data.size), t.hflip)
+        _, augment = train_transform(cfg.train, cfg.data)
         objective = LearnabilityObjective(model, finetune, renderer, augment, s.inner_steps, s.inner_lr, s.batch_size,
                                           s.poison_fraction, s.stealth_weight, s.psnr_min, cfg.seed)
         recorded.update(holdout=s.holdout, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
                         poison_fraction=s.poison_fraction, n_finetune=len(finetune),
-                        augment={"scale_range": list(augment.scale_range), "crop": list(cfg.data.size),
-                                 "hflip": augment.hflip_p})
+                        augment={"scale_range": list(augment.scale_range), "crop": list(augment.crop_size),
+                                 "hflip": augment.hflip_p, "cat_max_ratio": augment.cat_max_ratio})
     settings = SearchSettings(s.steps, s.batch_size, s.lr, s.tau_start, s.tau_end, cfg.seed)
     result = optimize_trigger(search_set, renderer, objective, settings, progress)
     result.settings.update(recorded)

@@ -31,7 +31,7 @@ from torch import nn
 from badseg.data.types import IGNORE_INDEX
 from badseg.stages.objective import stealth_terms
 from badseg.stages.relaxed import RelaxedTrigger, SearchSet
-from badseg.train.augment import AugmentConfig
+from badseg.train.augment import AugmentConfig, crop_origin
 
 
 def split_search_set(data: SearchSet, holdout: float, seed: int) -> tuple[SearchSet, SearchSet]:
@@ -53,7 +53,9 @@ def augment_batch(images: torch.Tensor, maps: list[torch.Tensor], cfg: AugmentCo
     (labels: nearest neighbour, pad 255; bool maps pad False). One scale from
     ``cfg.scale_range`` per batch (images bilinear, antialiased when shrinking, as
     ``train.augment.resize_pair``), then per image a crop of ``cfg.crop_size`` (padded when the
-    image is smaller) and a flip with probability ``cfg.hflip_p``; all draws from ``gen``.
+    image is smaller; with ``cfg.cat_max_ratio`` < 1 re-drawn as ``train.augment.crop_origin``
+    does, judged on the first map, a label map) and a flip with probability ``cfg.hflip_p``;
+    all draws from ``gen``.
     """
     b, _, h, w = images.shape
     lo, hi = cfg.scale_range
@@ -71,6 +73,11 @@ def augment_batch(images: torch.Tensor, maps: list[torch.Tensor], cfg: AugmentCo
             maps = [F.pad(m, (0, pw, 0, ph), value=IGNORE_INDEX if m.dtype != torch.bool else False) for m in maps]
         ys = torch.randint(0, images.shape[2] - ch + 1, (b,), generator=gen).tolist()
         xs = torch.randint(0, images.shape[3] - cw + 1, (b,), generator=gen).tolist()
+        if cfg.cat_max_ratio < 1.0 and maps:
+            draw = lambda n: int(torch.randint(0, n, (), generator=gen))  # noqa: E731
+            origins = [crop_origin(maps[0][i], (ch, cw), cfg.cat_max_ratio, draw, (y, x))
+                       for i, (y, x) in enumerate(zip(ys, xs))]
+            ys, xs = [y for y, _ in origins], [x for _, x in origins]
         images = torch.stack([images[i, :, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))])
         maps = [torch.stack([m[i, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))]) for m in maps]
     flip = (torch.rand(b, generator=gen) < cfg.hflip_p).to(images.device)

@@ -98,7 +98,8 @@ def placement_of(position: str) -> str:
 
 @dataclass
 class SearchSet:
-    """Surrogate images with their poisoned labels and stamp plans, at model resolution.
+    """Surrogate images with their poisoned labels and stamp plans, at the search's resolution
+    (``stages.auto.search_size``: ``data.size``, or the native one under ``train.pipeline: crop``).
 
     N images, P position options, S size options, J stamp slots (regions × max quantity).
 

@@ -95,6 +95,10 @@ def train_surrogate(cfg: RunConfig, data: SurrogateData, out: str | Path,
     epochs = cfg.surrogate.epochs or cfg.train.epochs
     info = {"model": name, "pretrained": pretrained, "epochs": epochs, "source": data.source,
             "n_images": len(data.surrogate), "size": list(cfg.data.size), "seed": cfg.seed}
+    if cfg.train.pipeline != "resize":  # recorded only when set, so surrogates trained before the field are reused
+        t = cfg.train
+        info["pipeline"] = {"pipeline": t.pipeline, "native_size": cfg.data.native_size and list(cfg.data.native_size),
+                            "crop_size": list(t.crop_size or cfg.data.size), "cat_max_ratio": t.cat_max_ratio}
     meta = out / "surrogate.json"
     if meta.is_file():
         old = json.loads(meta.read_text())
@@ -104,7 +108,7 @@ def train_surrogate(cfg: RunConfig, data: SurrogateData, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     write_json(meta, info)
     model, summary = train_model(cfg.train, data.surrogate, data.surrogate.spec.num_classes, out,
-                                 model=ModelConfig(name=name, pretrained=pretrained), size=tuple(cfg.data.size),
+                                 model=ModelConfig(name=name, pretrained=pretrained), data=cfg.data,
                                  seed=cfg.seed, epochs=epochs)
     model.requires_grad_(False)
     return model, {**info, "final_loss": summary["final_loss"], "minutes": summary["minutes"]}

@@ -3,7 +3,7 @@ and batched prediction."""
 
 from badseg.train.augment import AugmentConfig, SegTorchDataset, augment
 from badseg.train.fit import CHECKPOINT, TRAIN_LOG, FitConfig, fit, poly_lr, train_step
-from badseg.train.infer import predict, predict_batches
+from badseg.train.infer import SlideWindow, predict, predict_batches
 
 __all__ = [
     "CHECKPOINT",
@@ -11,6 +11,7 @@ __all__ = [
     "AugmentConfig",
     "FitConfig",
     "SegTorchDataset",
+    "SlideWindow",
     "augment",
     "fit",
     "poly_lr",

@@ -2,13 +2,15 @@
 
 The transforms are mmsegmentation's training pipeline in miniature: random rescale
 (``RandomResize`` with a ratio range), random crop to a fixed size (``RandomCrop``; padding
-with 0 for the image and 255 = ignore for the label), horizontal flip (``RandomFlip``).
-Labels are resized with nearest neighbour only, so no new label ids appear (DESIGN §3).
+with 0 for the image and 255 = ignore for the label; with ``cat_max_ratio`` < 1 the crop is
+re-drawn up to ``CROP_REDRAWS`` times while one class covers more than that share of its
+labelled pixels), horizontal flip (``RandomFlip``). Labels are resized with nearest neighbour
+only, so no new label ids appear (DESIGN §3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,14 +21,50 @@ from badseg.data.types import IGNORE_INDEX, Sample
 
 Array = np.ndarray | torch.Tensor
 
+#: mmseg's ``RandomCrop``: at most this many re-draws of a crop that fails ``cat_max_ratio``;
+#: the last draw is kept whatever it holds.
+CROP_REDRAWS = 10
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Random scale in ``scale_range`` → random crop to ``crop_size`` (H, W) → flip with ``hflip_p``."""
+    """Random scale in ``scale_range`` → random crop to ``crop_size`` (H, W), re-drawn while one
+    class covers more than ``cat_max_ratio`` of it (1: never) → flip with ``hflip_p``."""
 
     scale_range: tuple[float, float] = (0.5, 2.0)
     crop_size: tuple[int, int] | None = None
     hflip_p: float = 0.5
+    cat_max_ratio: float = 1.0
+
+
+def crop_is_varied(label: Array, cat_max_ratio: float) -> bool:
+    """mmseg's ``RandomCrop`` test: the crop's labelled (not ignore) pixels hold more than one
+    class and none covers ``cat_max_ratio`` or more of them."""
+    lab = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    _, counts = np.unique(lab[lab != IGNORE_INDEX], return_counts=True)
+    return len(counts) > 1 and counts.max() / counts.sum() < cat_max_ratio
+
+
+def crop_origin(label: Array, crop_size: tuple[int, int], cat_max_ratio: float,
+                draw: Callable[[int], int], first: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Top-left (y, x) of a ``crop_size`` crop of the (H, W) ``label`` (H ≥ crop height, W ≥ crop
+    width), each coordinate drawn uniformly by ``draw(n)`` (an int in [0, n)), y first, unless
+    ``first`` gives the first draw; re-drawn up to ``CROP_REDRAWS`` times while
+    ``crop_is_varied`` fails (``cat_max_ratio`` < 1)."""
+    ch, cw = crop_size
+    h, w = label.shape[-2:]
+
+    def origin() -> tuple[int, int]:
+        y = draw(h - ch + 1)
+        return y, draw(w - cw + 1)
+
+    y, x = origin() if first is None else first
+    if cat_max_ratio < 1.0:
+        for _ in range(CROP_REDRAWS):
+            if crop_is_varied(label[y : y + ch, x : x + cw], cat_max_ratio):
+                break
+            y, x = origin()
+    return y, x
 
 
 def augment(image: Array, label: Array, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[Array, Array]:
@@ -50,8 +88,7 @@ def augment(image: Array, label: Array, cfg: AugmentConfig, rng: np.random.Gener
         if ph or pw:
             img = np.pad(img, ((0, ph), (0, pw), (0, 0)), constant_values=0)
             lab = np.pad(lab, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
-        y = int(rng.integers(0, lab.shape[0] - ch + 1))
-        x = int(rng.integers(0, lab.shape[1] - cw + 1))
+        y, x = crop_origin(lab, (ch, cw), cfg.cat_max_ratio, lambda n: int(rng.integers(0, n)))
         img, lab = img[y : y + ch, x : x + cw], lab[y : y + ch, x : x + cw]
 
     if rng.random() < cfg.hflip_p:
