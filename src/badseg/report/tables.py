@@ -75,6 +75,8 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("table23", "Table 23: poisoning rate", (VECTOR,), "attack.rate", _ASR,
            Plot("attack.rate", "asr", VECTOR, "poisoning rate", "ASR")),
     Layout("table24", "Table 24: prior attacks and BADSEG", (VECTOR,)),
+    Layout("frontier", "The stealth frontier: ASR against PSNR", ("attack", "trigger.intensity"), None,
+           ("asr", "psnr", "cba"), Plot("psnr", "asr", "attack", "PSNR (dB)", "ASR")),
 )}
 
 
