@@ -443,6 +443,8 @@ def sweep(
     local: Annotated[bool, typer.Option("--local", help="Run in this process, one run after another on all "
                                                          "cores (no Ray).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Expand and validate; list the runs, run nothing.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads per run (default: the CPUs a run asks for; "
+                                                       "all cores with --local).")] = None,
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Only the runs with these axis labels, e.g. "
                                                                      "attack=hba,iba (repeatable; ANDed).")] = None,
 ) -> None:
@@ -469,7 +471,7 @@ def sweep(
     except ExecutorError as e:
         _fail(str(e))
     try:
-        result = run_sweep(spec, out, executor, console, threads=os.cpu_count() if local else None)
+        result = run_sweep(spec, out, executor, console, threads=threads or (os.cpu_count() if local else None))
     except SweepInterrupted as e:
         console.print(f"[bold yellow]{e}[/]")
         raise typer.Exit(130) from None
