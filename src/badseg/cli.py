@@ -223,6 +223,63 @@ def poison(
         console.print(f"  skipped {n}: {reason}")
 
 
+def _trigger_text(attack: dict) -> str:
+    """A described attack's trigger as it is applied (HBA draws a line, whatever the trigger's shape)."""
+    t, render = attack["trigger"], attack.get("render")
+    if isinstance(render, dict) and render.get("kind") == "LineTrigger":
+        return f"line {render['width_px']} px, {t['pattern']}, intensity {t['intensity']:g}"
+    context = f" + context {render['context_px']} px" if isinstance(render, dict) and "context_px" in render else ""
+    return f"{t['shape']} {t['size']:g} × {t['quantity']}, {t['pattern']}, intensity {t['intensity']:g}{context}"
+
+
+@app.command()
+def stealth(
+    configs: Annotated[list[Path], typer.Argument(help="YAML experiment configs (as for `badseg run`).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override for every config, e.g. trigger.intensity=0.2.")] = None,
+    lpips_weights: Annotated[Optional[Path], typer.Option(help="torchvision's AlexNet ImageNet weights for LPIPS "
+                                                          "(default: the config's lpips_weights; never downloaded).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON file for the rows.")] = None,
+) -> None:
+    """PSNR / SSIM / LPIPS of each config's poisoned test set, built exactly as `badseg run` builds it
+    (every applicable test image, triggered at native resolution); no training."""
+    import json
+
+    from badseg.config import load_config
+    from badseg.data.io import atomic_write_bytes
+    from badseg.evaluate import config_stealth
+
+    rows = []
+    try:
+        for config in configs:
+            cfg = load_config(config, set_ or [])
+            row = config_stealth(cfg, str(lpips_weights) if lpips_weights else None, progress=console.is_terminal)
+            rows.append({"config": str(config), "overrides": list(set_ or []), **row})
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    table = Table(title="stealth of the poisoned test set", title_justify="left")
+    for col, right in (("config", False), ("attack", False), ("pair", False), ("trigger", False),
+                       ("test images (skipped)", True), ("PSNR (dB)", True), ("SSIM", True), ("LPIPS", True)):
+        table.add_column(col, justify="right" if right else "left")
+
+    def f(v, digits):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    for r in rows:
+        a = r["attack"]
+        table.add_row(r["config"], a["attack"], f"{a['victim']} → {a['target']}", _trigger_text(a),
+                      f"{r['n_images']} ({r['n_skipped']})", f(r["psnr"], 2), f(r["ssim"], 4), f(r["lpips"], 4))
+    console.print(table)
+    reasons = {r["lpips_reason"] for r in rows if r["lpips"] is None}
+    for reason in reasons:
+        console.print(f"LPIPS n/a: {escape(reason)}", soft_wrap=True, highlight=False)
+    if out is not None:
+        try:
+            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
+        except OSError as e:
+            _fail(_message(e))
+        console.print(f"wrote {out}")
+
+
 def _print_metrics(metrics: dict, out: Path) -> None:
     table = Table(title="results", title_justify="left")
     for col in ("ASR", "PBA", "CBA", "clean CBA", "PSNR", "SSIM", "LPIPS"):
