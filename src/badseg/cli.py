@@ -580,14 +580,27 @@ def table_(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (badseg run / sweep).")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Test-side change, e.g. attack.test_band=[60,90].")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also where the victim pixels flip: on the instance "
+                                            "carrying the trigger, on the other victim instances of the triggered "
+                                            "images, on their clean originals.")] = False,
 ) -> None:
     """Re-evaluate a run's trained model on another poisoned test set → `RUN_DIR/evals/OVERRIDES.json`."""
     from badseg.reevaluate import EVALS, eval_name, reevaluate
 
     try:
-        metrics = reevaluate(run_dir, set_ or [], progress=console.is_terminal, log=console.print)
+        metrics = reevaluate(run_dir, set_ or [], progress=console.is_terminal, log=console.print,
+                             breakdown=breakdown)
     except USER_ERRORS as e:
         _fail(_message(e))
     metrics["clean_model_cba"] = None
     _print_metrics(metrics, run_dir)
+    if breakdown:
+        table = Table(title="victim pixels predicted as the target", title_justify="left")
+        for col in ("where", "flipped", "victim pixels"):
+            table.add_column(col, justify="left" if col == "where" else "right")
+        names = {"carrier": "instance carrying the trigger", "other": "other instances, triggered images",
+                 "clean": "clean originals"}
+        for pool, row in metrics["flip_breakdown"].items():
+            table.add_row(names[pool], "n/a" if row["flipped"] is None else f"{row['flipped']:.3f}", str(row["pixels"]))
+        console.print(table)
     console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")
