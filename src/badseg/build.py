@@ -1,6 +1,6 @@
 """The one path from a config to an experiment's parts: datasets, the attack, a trained model,
-the run folder. ``badseg run``, ``badseg poison``, the BADSEG stages and the benchmarks all
-build through these functions, so the same config gives the same parts everywhere.
+the run folder. ``badseg run``, ``badseg poison``, ``badseg scan``, the BADSEG stages and the
+benchmarks all build through these functions, so the same config gives the same parts everywhere.
 
 Example:
     >>> cfg = load_config("configs/camvid/o2b.yaml")
@@ -73,6 +73,26 @@ def attack_for(cfg: RunConfig, dataset: SegDataset) -> Attack:
     if a.vector == "b2o":
         options["bank"] = ShapeBank.from_dataset(dataset, spec.class_id(target))
     return build_attack(a.vector, spec, a.victim, target, cfg.trigger, **options)
+
+
+def scan_config(cfg: RunConfig) -> dict[str, Any]:
+    """Where ``cfg``'s attack applies, poisoning nothing: the training split scanned as
+    ``PoisonedDataset`` scans it, with the ``PoisonCount`` its rate gives, and the test split as
+    ``PoisonedTestSet`` scans it (``badseg scan``). Per split: ``split``, ``n_samples``,
+    ``n_applicable`` and ``skipped`` (count per reason); ``train`` also ``poison_count``."""
+    from badseg.poisoning.dataset import poison_count, scan
+
+    train, test = datasets_for(cfg)
+    attack = attack_for(cfg, train)
+    workers = cfg.workers or 1
+    out: dict[str, Any] = {"attack": attack.describe()}
+    for role, ds, split in (("train", train, cfg.data.train_split), ("test", test, cfg.data.test_split)):
+        found = scan(ds, attack, cfg.seed, workers, test=role == "test")
+        out[role] = {"split": split, "n_samples": len(ds), "n_applicable": len(found.applicable),
+                     "skipped": found.skip_counts()}
+    out["train"]["poison_count"] = poison_count(cfg.attack.rate, len(train), out["train"]["n_applicable"],
+                                                cfg.attack.rate_of).to_dict()
+    return out
 
 
 def train_model(train: TrainConfig, dataset: SegDataset, num_classes: int, out: str | Path, *, model: ModelConfig,

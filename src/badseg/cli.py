@@ -280,6 +280,50 @@ def stealth(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def scan(
+    config: Annotated[Path, typer.Argument(help="YAML experiment config (as for `badseg run` or `badseg poison`).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. attack.rate=0.1.")] = None,
+    condition: Annotated[Optional[list[str]], typer.Option(
+        "--condition", help="CON: one row per condition predicate, e.g. red or 'dark&width>=40' (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON file for the rows.")] = None,
+) -> None:
+    """How many training and test images the config's attack applies to, and how many its rate
+    poisons; nothing is written but --out (CON: images are read to test each condition)."""
+    import json
+
+    from badseg.build import scan_config
+    from badseg.config import load_config
+    from badseg.data.io import atomic_write_bytes
+
+    variants = [[f"attack.options.condition={c}"] for c in condition] if condition else [[]]
+    rows = []
+    try:
+        for extra in variants:
+            cfg = load_config(config, [*(set_ or []), *extra])
+            rows.append({"condition": cfg.attack.options.get("condition"), **scan_config(cfg)})
+        if out is not None:
+            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    a = rows[0]["attack"]
+    table = Table(title=f"where {a['attack']} {a['victim']} → {a['target']} applies", title_justify="left")
+    cols = (["condition"] if condition else []) + ["train: applicable / images", "poisoned (rate)",
+                                                   "test: applicable / images", "most skipped (train)"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("condition", "most skipped (train)") else "right")
+    for r in rows:
+        tr, te, count = r["train"], r["test"], r["train"]["poison_count"]
+        top = next(iter(tr["skipped"].items()), None)
+        cells = [f"{tr['n_applicable']} / {tr['n_samples']}", f"{count['n_poisoned']} ({count['rate']:g} of the "
+                 f"{count['rate_of']}{', capped' if count['capped'] else ''})", f"{te['n_applicable']} / {te['n_samples']}",
+                 f"{top[1]} × {top[0]}" if top else "–"]
+        table.add_row(*([str(r["condition"])] if condition else []), *cells)
+    console.print(table)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
 def _print_metrics(metrics: dict, out: Path) -> None:
     table = Table(title="results", title_justify="left")
     for col in ("ASR", "PBA", "CBA", "clean CBA", "PSNR", "SSIM", "LPIPS"):
