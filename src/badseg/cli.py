@@ -229,7 +229,8 @@ def _trigger_text(attack: dict) -> str:
     if isinstance(render, dict) and render.get("kind") == "LineTrigger":
         return f"line {render['width_px']} px, {t['pattern']}, intensity {t['intensity']:g}"
     context = f" + context {render['context_px']} px" if isinstance(render, dict) and "context_px" in render else ""
-    return f"{t['shape']} {t['size']:g} × {t['quantity']}, {t['pattern']}, intensity {t['intensity']:g}{context}"
+    stamps = f"{t['quantity']} × " if t["quantity"] > 1 else ""
+    return f"{stamps}{t['shape']} {t['size']:g}, {t['pattern']}, intensity {t['intensity']:g}{context}"
 
 
 @app.command()
@@ -254,6 +255,8 @@ def stealth(
             cfg = load_config(config, set_ or [])
             row = config_stealth(cfg, str(lpips_weights) if lpips_weights else None, progress=console.is_terminal)
             rows.append({"config": str(config), "overrides": list(set_ or []), **row})
+        if out is not None:
+            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
     except USER_ERRORS as e:
         _fail(_message(e))
     table = Table(title="stealth of the poisoned test set", title_justify="left")
@@ -273,10 +276,6 @@ def stealth(
     for reason in reasons:
         console.print(f"LPIPS n/a: {escape(reason)}", soft_wrap=True, highlight=False)
     if out is not None:
-        try:
-            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
-        except OSError as e:
-            _fail(_message(e))
         console.print(f"wrote {out}")
 
 
@@ -315,9 +314,10 @@ def scan(
     for r in rows:
         tr, te, count = r["train"], r["test"], r["train"]["poison_count"]
         top = next(iter(tr["skipped"].items()), None)
-        cells = [f"{tr['n_applicable']} / {tr['n_samples']}", f"{count['n_poisoned']} ({count['rate']:g} of the "
-                 f"{count['rate_of']}{', capped' if count['capped'] else ''})", f"{te['n_applicable']} / {te['n_samples']}",
-                 f"{top[1]} × {top[0]}" if top else "–"]
+        capped = ", capped" if count["capped"] else ""
+        cells = [f"{tr['n_applicable']} / {tr['n_samples']}",
+                 f"{count['n_poisoned']} ({count['rate']:g} of the {count['rate_of']}{capped})",
+                 f"{te['n_applicable']} / {te['n_samples']}", f"{top[1]} × {top[0]}" if top else "–"]
         table.add_row(*([str(r["condition"])] if condition else []), *cells)
     console.print(table)
     if out is not None:

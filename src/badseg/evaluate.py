@@ -5,9 +5,10 @@ Images and labels are resized to the model's input size (labels and masks neares
 ``badseg.data.resize``); the stealth figures compare the clean and poisoned images at their
 native resolution. ASR is also broken down by the trigger stamp's width at the model's input
 (``badseg.metrics.stamp_width``) and, on request, the victim pixels flipped by where they are
-(``badseg.metrics.flips``). ``poisoned_set_stealth`` and ``config_stealth`` measure the
-stealth alone, without a model (``badseg stealth``). ``evaluate`` returns an ``EvalResult``: the metrics and the
+(``badseg.metrics.flips``). ``evaluate`` returns an ``EvalResult``: the metrics and the
 predictions on the samples a report shows, so the report renders them without predicting again.
+``poisoned_set_stealth`` and ``config_stealth`` measure the stealth alone, without a model
+(``badseg stealth``).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
     by_width = StampWidthBreakdown()
     shown = {poisoned_test.indices[k]: k for k in figure_indices(len(poisoned_test), figure_samples)}
     breakdown = FlipBreakdown(poisoned_test.attack.victim, target) if flips else None
-    originals = set(poisoned_test.indices) if flips else set()
+    originals = set(poisoned_test.indices)  # the clean test images behind the poisoned ones
     clean_preds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     samples: list[FigureSample] = []
     with Progress(disable=not progress, transient=True) as bar:
@@ -126,9 +127,10 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
             pred = predict(model, [p[0] for p in pairs], device)
             seg.update(pred, np.stack([p[1] for p in pairs]))
             clean_preds.update({i: (*pairs[j], pred[j]) for j, i in enumerate(idx) if i in shown})
-            for j, i in enumerate(idx):
-                if i in originals:
-                    breakdown.update_clean(pred[j], pairs[j][1])
+            if breakdown is not None:
+                for j, i in enumerate(idx):
+                    if i in originals:
+                        breakdown.update_clean(pred[j], pairs[j][1])
             bar.advance(task, len(idx))
         task = bar.add_task("evaluating poisoned test set", total=len(poisoned_test))
         for idx in _batches(len(poisoned_test), batch_size):
@@ -178,8 +180,8 @@ def config_stealth(cfg: RunConfig, lpips_weights: str | None = None, progress: b
     """The stealth of ``cfg``'s poisoned test set, built exactly as ``badseg run`` builds it (every
     applicable test image, triggered at native resolution; no training): ``poisoned_set_stealth``
     plus what was measured — ``attack`` (``Attack.describe``), ``n_skipped`` and ``skipped``
-    (the inapplicable test images, by reason). LPIPS uses ``lpips_weights`` (else ``cfg.lpips_weights``); without
-    AlexNet weights it is None and ``lpips_reason`` says why."""
+    (the inapplicable test images, by reason). LPIPS uses ``lpips_weights`` (else
+    ``cfg.lpips_weights``); without AlexNet weights it is None and ``lpips_reason`` says why."""
     from badseg.build import attack_for, datasets_for
 
     train, test = datasets_for(cfg)
