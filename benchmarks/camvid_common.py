@@ -1,6 +1,7 @@
-"""What the CamVid trigger-search script and ``flip_breakdown`` share: one schedule, ``badseg run``
-as a subprocess (so an interrupted table resumes run by run), stealth of a config's poisoned
-test set, and Markdown rows. (The other CamVid tables are sweep files: ``configs/paper/camvid``.)
+"""What the CamVid trigger-search script uses: one schedule, ``badseg run`` as a subprocess (so an
+interrupted table resumes run by run), stealth of a config's poisoned test set, and Markdown
+rows. (The other CamVid tables are sweep files: ``configs/paper/camvid``; stealth alone is
+``badseg stealth``, the flip breakdown ``badseg eval --breakdown``.)
 
 The schedule is the one every CamVid table in docs/results.md uses: CamVid resized to 144×192,
 ``fpn-effl0`` from the offline ImageNet encoder, 8 epochs, batch 4, AdamW 2e-3 — about 2.4

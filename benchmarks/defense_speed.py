@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camvid_common import ROOT, write_result
-
+from badseg.data.io import write_json
 from badseg.defenses.base import to_tensor
 from badseg.defenses.corruptions import CORRUPTIONS, corrupted_variants, default_workers
 from badseg.defenses.strip import strip_entropy_map, superimpose
 from badseg.defenses.teco import teco_scores
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GLASS_COLD = """
 import time, numpy as np
@@ -130,7 +131,7 @@ def main() -> None:
               "teco_inprocess_ratio": med["teco_inprocess"] / med["teco_bare"],
               "glass_blur_first_call_fresh_process_s": cold, "glass_blur_5_severities_warm_s": glass,
               "other_14_corruptions_5_severities_s": others_s}
-    write_result("defense_speed", result)
+    write_json(ROOT / "benchmarks" / "results" / "defense_speed.json", result)
     print("| detector | bare forward passes (s / image) | detector (s / image) | ratio |")
     print("|---|---|---|---|")
     print(f"| STRIP, N={args.n} | {med['strip_bare']:.2f} | {med['strip']:.2f} | {result['strip_ratio']:.2f} |")

@@ -67,3 +67,22 @@ def test_defend_cli_bad_input_exits_2_with_one_message(tiny_run, args, message) 
 def test_defend_cli_on_a_folder_that_is_not_a_run(tmp_path) -> None:
     r = CliRunner().invoke(app, ["defend", str(tmp_path), "--defense", "strip"])
     assert r.exit_code == 2 and "not a finished badseg run" in " ".join(r.output.split())
+
+
+def test_a_defense_finished_before_an_option_existed_is_not_run_again(tmp_path) -> None:
+    import numpy as np
+
+    from badseg.config import ConfigError
+    from badseg.defenses import run_defense
+    from badseg.defenses.base import detector_result
+    from badseg.defenses.runner import resolve_options
+
+    options = resolve_options("beatrix", {"images": 7})
+    stored = {k: v for k, v in options.items() if k != "clean"}  # written before Beatrix had `clean`
+    result = {"defense": "beatrix", "options": stored, **detector_result(np.arange(7.0), np.arange(7.0) + 3, 0.05)}
+    (tmp_path / "defense_beatrix.json").write_text(json.dumps(result))
+    messages: list[str] = []
+    done = run_defense(tmp_path, "beatrix", ["images=7"], log=messages.append)  # no run folder: it must not rebuild one
+    assert done == result and "not running it again" in messages[0]
+    with pytest.raises(ConfigError, match="not a finished badseg run"):  # another option's value: run (and fail here)
+        run_defense(tmp_path, "beatrix", ["images=7", "clean=originals"], log=messages.append)

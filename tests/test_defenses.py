@@ -5,6 +5,8 @@ corruptions are each applied once to the original image."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,8 @@ from torch import nn
 from badseg.data.base import SegDataset
 from badseg.data.types import DatasetSpec, Sample
 from badseg.defenses.abl import flooding, isolate, isolation_quality, per_image_losses
+from badseg.defenses import DEFENSES, DefenseContext
+from badseg.defenses.base import detector_inputs
 from badseg.defenses.beatrix import beatrix_scores, dominant_class, feature_grams
 from badseg.defenses.corruptions import corrupt_once, corrupted_variants
 from badseg.defenses.pruning import channel_activation_means, least_active, mask_channels, make_permanent, prune_channels
@@ -232,6 +236,58 @@ def test_beatrix_groups_by_dominant_class_and_falls_back() -> None:
     ref = torch.randn(6, 2, 5)
     _, fallback = beatrix_scores(ref, np.array([0, 0, 0, 1, 1, 1]), torch.randn(2, 2, 5), np.array([1, 7]), 3.0)
     assert fallback == 1
+
+
+class _Scenes(SegDataset):
+    """``scenes(n, seed)`` as a dataset, labels all class 0, ids ``seed-index``."""
+
+    spec = DatasetSpec("scenes", ("a", "b", "c"), ("stuff", "stuff", "stuff"), np.zeros((3, 3), np.uint8))
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.images, self.seed = scenes(n, seed), seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> Sample:
+        return Sample(self.images[index], np.zeros((32, 32), np.int64), meta={"id": f"{self.seed}-{index}"})
+
+
+def _detector_context(model: SegModel, tmp_path) -> DefenseContext:
+    """A run rebuilt by hand: 12 clean training scenes, 10 clean test scenes, and a poisoned test set
+    of 8 other scenes carrying the red corner trigger (``triggered``)."""
+    from badseg.config import load_config
+
+    originals = _Scenes(8, 9)
+    poisoned_test = [(originals[i], SimpleNamespace(image=triggered(originals.images[i:i + 1])[0]))
+                     for i in range(len(originals))]
+    cfg = load_config(None, ["data.size=[32,32]", "eval_batch_size=8"])
+    return DefenseContext(cfg=cfg, run_dir=tmp_path, model=model, train=_Scenes(12, 7), poisoned_train=None,
+                          test=_Scenes(10, 8), poisoned_test=poisoned_test, attack=None, before={},
+                          device=torch.device("cpu"), progress=False)
+
+
+def test_detector_inputs_originals_are_the_poisoned_images_own_clean_scenes(tmp_path) -> None:
+    ctx = _detector_context(planted_model(False), tmp_path)
+    rand, paired = detector_inputs(ctx, 5, 0), detector_inputs(ctx, 5, 0, clean="originals")
+    np.testing.assert_array_equal(paired.poisoned, rand.poisoned)  # the same poisoned draw
+    assert paired.clean_ids == paired.poisoned_ids == rand.poisoned_ids
+    assert set(rand.clean_ids).isdisjoint(rand.poisoned_ids)
+    np.testing.assert_array_equal(triggered(paired.clean), paired.poisoned)  # the trigger is the only difference
+    with pytest.raises(ValueError, match="'random' or 'originals'"):
+        detector_inputs(ctx, 5, 0, clean="paired")
+
+
+def test_beatrix_against_originals_sees_only_the_trigger(tmp_path) -> None:
+    options = dict(images=8, orders=3, channels=4, reference_fraction=1.0)
+    blind = _detector_context(planted_model(False), tmp_path)  # reads no red: the trigger is invisible to it
+    paired = DEFENSES.build("beatrix", ctx=blind, clean="originals", **options)
+    np.testing.assert_allclose(paired["scores_poisoned"], paired["scores_clean"], rtol=1e-6)
+    assert paired["auc"] == 0.5 and paired["clean_images"] == "originals"
+    random = DEFENSES.build("beatrix", ctx=blind, **options)  # other scenes: other scores
+    assert not np.allclose(random["scores_poisoned"], random["scores_clean"]) and random["clean_images"] == "random"
+    backdoored = _detector_context(planted_model(True), tmp_path)
+    assert DEFENSES.build("beatrix-class", ctx=backdoored, clean="originals", class_name="a", **options)["auc"] > 0.95
 
 
 # --- pruning -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""evaluate(): the ASR breakdown by the trigger stamp's width at the model's input."""
+"""evaluate(): the ASR breakdown by the trigger stamp's width at the model's input, and where the
+victim pixels flip (carrier / other instances / clean originals)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import pytest
 import torch
 
 from badseg.attacks import build_attack
+from badseg.data.base import SegDataset
+from badseg.data.types import Sample
 from badseg.evaluate import evaluate
+from badseg.metrics.flips import FlipBreakdown
 from badseg.metrics.stamp_width import StampWidthBreakdown, stamp_px_at_input
 from badseg.poisoning import PoisonedTestSet
 from badseg.triggers import TriggerSpec
@@ -61,3 +65,89 @@ def test_evaluate_breakdown_covers_every_poisoned_pixel(synthetic) -> None:
         assert sum(r["asr_pixels"] for r in rows) == m["n_asr_pixels"]
         assert m["asr"] == want
         assert all(r["asr"] == want for r in rows if r["asr_pixels"])  # a region can vanish at 64×128
+
+
+# --- where the victim pixels flip (badseg eval --breakdown) ---------------------------------------
+
+GREY = 128
+
+
+class _TwoCars(SegDataset):
+    """48×64 grey road scenes with a large (20×24) and a small (10×12) car, both plain grey."""
+
+    def __init__(self, spec, n: int = 3) -> None:
+        self.spec, self.n = spec, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, index: int) -> Sample:
+        label = np.full((48, 64), self.spec.class_id("road"), np.int64)
+        label[4 + index:24 + index, 4:28] = self.spec.class_id("car")
+        label[30:40, 44:56] = self.spec.class_id("car")
+        return Sample(np.full((48, 64, 3), GREY, np.uint8), label, meta={"id": str(index)})
+
+
+class _TriggerReader(torch.nn.Module):
+    """Road where a pixel departs from the grey background (``local``) or, with ``local=False``,
+    everywhere in an image holding any such pixel; car elsewhere. A known function of the trigger."""
+
+    def __init__(self, num_classes: int, road: int, car: int, local: bool) -> None:
+        super().__init__()
+        self.num_classes, self.road, self.car, self.local = num_classes, road, car, local
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        off = ((x - GREY / 255).abs() > 0.1).any(1)  # N×H×W
+        if not self.local:
+            off = off.flatten(1).any(1).view(-1, 1, 1).expand_as(off)
+        out = torch.zeros(x.shape[0], self.num_classes, *x.shape[2:])
+        out[:, self.road] = off.float()
+        out[:, self.car] = 0.5
+        return out
+
+
+def test_flip_breakdown_counts_carrier_other_and_clean_pixels_by_hand() -> None:
+    label = np.zeros((6, 8), np.int64)
+    label[0:2, 0:3] = 1  # instance A (6 px), carries the trigger
+    label[4:6, 4:8] = 1  # instance B (8 px)
+    trigger = np.zeros((6, 8), bool)
+    trigger[1, 1] = True
+    pred = np.zeros((6, 8), np.int64)
+    pred[0, 0:3] = 2  # 3 of A's pixels flipped
+    pred[5, 4] = 2  # 1 of B's
+    pred[3, 3] = 2  # not a victim pixel: not counted
+    fb = FlipBreakdown(victim=1, target=2)
+    fb.update_triggered(pred, label, trigger)
+    clean_pred = np.zeros((6, 8), np.int64)
+    clean_pred[0, 0:2] = 2  # 2 of the 14 victim pixels of the clean original
+    fb.update_clean(clean_pred, label)
+    got = fb.compute()
+    assert got["carrier"] == {"flipped": 3 / 6, "pixels": 6}
+    assert got["other"] == {"flipped": 1 / 8, "pixels": 8}
+    assert got["clean"] == {"flipped": 2 / 14, "pixels": 14}
+    assert FlipBreakdown(1, 2).compute()["carrier"] == {"flipped": None, "pixels": 0}
+
+
+def test_evaluate_flip_breakdown_separates_a_local_from_an_image_level_rule(synthetic) -> None:
+    spec = synthetic.spec
+    road, car = spec.class_id("road"), spec.class_id("car")
+    data = _TwoCars(spec)
+    attack = build_attack("o2b", spec, "car", "road", TriggerSpec(size=0.3, intensity=1.0, pattern="solid:red"))
+    test = PoisonedTestSet(data, attack, seed=0)
+    assert len(test) == len(data)
+    changed = [(np.abs(p.image.astype(int) - c.image) > 25).any(2) for c, p in (test[k] for k in range(len(test)))]
+    big = [data[k].label[4 + k:24 + k, 4:28].size for k in range(len(data))]
+    local = evaluate(_TriggerReader(spec.num_classes, road, car, True), data, test, (48, 64), road,
+                     progress=False, flips=True).metrics()["flip_breakdown"]
+    # the largest car carries the stamp: its stamped pixels flip, the small car and clean images never
+    assert local["carrier"]["pixels"] == sum(big)
+    assert local["carrier"]["flipped"] == pytest.approx(sum(int(c.sum()) for c in changed) / sum(big))
+    assert 0 < local["carrier"]["flipped"] < 1
+    assert local["other"] == {"flipped": 0.0, "pixels": 120 * len(data)}
+    assert local["clean"] == {"flipped": 0.0, "pixels": sum(big) + 120 * len(data)}
+    image_level = evaluate(_TriggerReader(spec.num_classes, road, car, False), data, test, (48, 64), road,
+                           progress=False, flips=True).metrics()["flip_breakdown"]
+    assert image_level["carrier"]["flipped"] == image_level["other"]["flipped"] == 1.0
+    assert image_level["clean"]["flipped"] == 0.0
+    assert "flip_breakdown" not in evaluate(_TriggerReader(spec.num_classes, road, car, True), data, test, (48, 64),
+                                            road, progress=False).metrics()

@@ -29,6 +29,15 @@ def test_eval_reproduces_the_runs_own_metrics_and_measures_another_test_set(tmp_
     assert r.exit_code == 0, r.output
     stronger = json.loads((run / "evals" / "trigger.intensity=1.0.json").read_text())
     assert stronger["psnr"] < own["psnr"] and stronger["overrides"] == ["trigger.intensity=1.0"]
+    r = runner.invoke(app, ["eval", str(run), "--breakdown"])
+    assert r.exit_code == 0 and "instance carrying the trigger" in r.output, r.output
+    flips = json.loads((run / "evals" / "own.json").read_text())
+    assert flips["asr"] == own["asr"] and "flip_breakdown" not in own
+    pools = flips["flip_breakdown"]
+    # the same images' victim pixels: the triggered ones split into carrier + other, the clean ones whole
+    assert pools["carrier"]["pixels"] > 0
+    assert pools["carrier"]["pixels"] + pools["other"]["pixels"] == pools["clean"]["pixels"]
+    assert all(0.0 <= p["flipped"] <= 1.0 for p in pools.values() if p["pixels"])
     assert (run / "metrics.json").read_bytes() == stored  # the run's own results are never touched
 
 

@@ -1,6 +1,6 @@
 """The one path from a config to an experiment's parts: datasets, the attack, a trained model,
-the run folder. ``badseg run``, ``badseg poison``, the BADSEG stages and the benchmarks all
-build through these functions, so the same config gives the same parts everywhere.
+the run folder. ``badseg run``, ``badseg poison``, ``badseg scan``, the BADSEG stages and the
+benchmarks all build through these functions, so the same config gives the same parts everywhere.
 
 Example:
     >>> cfg = load_config("configs/camvid/o2b.yaml")
@@ -109,6 +109,26 @@ def victim_pipeline(cfg: RunConfig) -> dict[str, Any]:
     out.update(inference=cfg.test.inference, test_size=list(test_size) if test_size else "native")
     if slide is not None:
         out.update(window=list(slide.window), stride=list(slide.stride))
+    return out
+
+
+def scan_config(cfg: RunConfig) -> dict[str, Any]:
+    """Where ``cfg``'s attack applies, poisoning nothing: the training split scanned as
+    ``PoisonedDataset`` scans it, with the ``PoisonCount`` its rate gives, and the test split as
+    ``PoisonedTestSet`` scans it (``badseg scan``). Per split: ``split``, ``n_samples``,
+    ``n_applicable`` and ``skipped`` (count per reason); ``train`` also ``poison_count``."""
+    from badseg.poisoning.dataset import poison_count, scan
+
+    train, test = datasets_for(cfg)
+    attack = attack_for(cfg, train)
+    workers = cfg.workers or 1
+    out: dict[str, Any] = {"attack": attack.describe()}
+    for role, ds, split in (("train", train, cfg.data.train_split), ("test", test, cfg.data.test_split)):
+        found = scan(ds, attack, cfg.seed, workers, test=role == "test")
+        out[role] = {"split": split, "n_samples": len(ds), "n_applicable": len(found.applicable),
+                     "skipped": found.skip_counts()}
+    out["train"]["poison_count"] = poison_count(cfg.attack.rate, len(train), out["train"]["n_applicable"],
+                                                cfg.attack.rate_of).to_dict()
     return out
 
 

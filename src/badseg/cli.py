@@ -223,6 +223,107 @@ def poison(
         console.print(f"  skipped {n}: {reason}")
 
 
+def _trigger_text(attack: dict) -> str:
+    """A described attack's trigger as it is applied (HBA draws a line, whatever the trigger's shape)."""
+    t, render = attack["trigger"], attack.get("render")
+    if isinstance(render, dict) and render.get("kind") == "LineTrigger":
+        return f"line {render['width_px']} px, {t['pattern']}, intensity {t['intensity']:g}"
+    context = f" + context {render['context_px']} px" if isinstance(render, dict) and "context_px" in render else ""
+    stamps = f"{t['quantity']} × " if t["quantity"] > 1 else ""
+    return f"{stamps}{t['shape']} {t['size']:g}, {t['pattern']}, intensity {t['intensity']:g}{context}"
+
+
+@app.command()
+def stealth(
+    configs: Annotated[list[Path], typer.Argument(help="YAML experiment configs (as for `badseg run`).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override for every config, e.g. trigger.intensity=0.2.")] = None,
+    lpips_weights: Annotated[Optional[Path], typer.Option(help="torchvision's AlexNet ImageNet weights for LPIPS "
+                                                          "(default: the config's lpips_weights; never downloaded).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON file for the rows.")] = None,
+) -> None:
+    """PSNR / SSIM / LPIPS of each config's poisoned test set, built exactly as `badseg run` builds it
+    (every applicable test image, triggered at native resolution); no training."""
+    import json
+
+    from badseg.config import load_config
+    from badseg.data.io import atomic_write_bytes
+    from badseg.evaluate import config_stealth
+
+    rows = []
+    try:
+        for config in configs:
+            cfg = load_config(config, set_ or [])
+            row = config_stealth(cfg, str(lpips_weights) if lpips_weights else None, progress=console.is_terminal)
+            rows.append({"config": str(config), "overrides": list(set_ or []), **row})
+        if out is not None:
+            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    table = Table(title="stealth of the poisoned test set", title_justify="left")
+    for col, right in (("config", False), ("attack", False), ("pair", False), ("trigger", False),
+                       ("test images (skipped)", True), ("PSNR (dB)", True), ("SSIM", True), ("LPIPS", True)):
+        table.add_column(col, justify="right" if right else "left")
+
+    def f(v, digits):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    for r in rows:
+        a = r["attack"]
+        table.add_row(r["config"], a["attack"], f"{a['victim']} → {a['target']}", _trigger_text(a),
+                      f"{r['n_images']} ({r['n_skipped']})", f(r["psnr"], 2), f(r["ssim"], 4), f(r["lpips"], 4))
+    console.print(table)
+    reasons = {r["lpips_reason"] for r in rows if r["lpips"] is None}
+    for reason in reasons:
+        console.print(f"LPIPS n/a: {escape(reason)}", soft_wrap=True, highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+@app.command()
+def scan(
+    config: Annotated[Path, typer.Argument(help="YAML experiment config (as for `badseg run` or `badseg poison`).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. attack.rate=0.1.")] = None,
+    condition: Annotated[Optional[list[str]], typer.Option(
+        "--condition", help="CON: one row per condition predicate, e.g. red or 'dark&width>=40' (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON file for the rows.")] = None,
+) -> None:
+    """How many training and test images the config's attack applies to, and how many its rate
+    poisons; nothing is written but --out (CON: images are read to test each condition)."""
+    import json
+
+    from badseg.build import scan_config
+    from badseg.config import load_config
+    from badseg.data.io import atomic_write_bytes
+
+    variants = [[f"attack.options.condition={c}"] for c in condition] if condition else [[]]
+    rows = []
+    try:
+        for extra in variants:
+            cfg = load_config(config, [*(set_ or []), *extra])
+            rows.append({"condition": cfg.attack.options.get("condition"), **scan_config(cfg)})
+        if out is not None:
+            atomic_write_bytes(out, (json.dumps(rows, indent=2) + "\n").encode())
+    except USER_ERRORS as e:
+        _fail(_message(e))
+    a = rows[0]["attack"]
+    table = Table(title=f"where {a['attack']} {a['victim']} → {a['target']} applies", title_justify="left")
+    cols = (["condition"] if condition else []) + ["train: applicable / images", "poisoned (rate)",
+                                                   "test: applicable / images", "most skipped (train)"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("condition", "most skipped (train)") else "right")
+    for r in rows:
+        tr, te, count = r["train"], r["test"], r["train"]["poison_count"]
+        top = next(iter(tr["skipped"].items()), None)
+        capped = ", capped" if count["capped"] else ""
+        cells = [f"{tr['n_applicable']} / {tr['n_samples']}",
+                 f"{count['n_poisoned']} ({count['rate']:g} of the {count['rate_of']}{capped})",
+                 f"{te['n_applicable']} / {te['n_samples']}", f"{top[1]} × {top[0]}" if top else "–"]
+        table.add_row(*([str(r["condition"])] if condition else []), *cells)
+    console.print(table)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
 def _print_metrics(metrics: dict, out: Path) -> None:
     table = Table(title="results", title_justify="left")
     for col in ("ASR", "PBA", "CBA", "clean CBA", "PSNR", "SSIM", "LPIPS"):
@@ -525,14 +626,27 @@ def table_(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (badseg run / sweep).")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Test-side change, e.g. attack.test_band=[60,90].")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also where the victim pixels flip: on the instance "
+                                            "carrying the trigger, on the other victim instances of the triggered "
+                                            "images, on their clean originals.")] = False,
 ) -> None:
     """Re-evaluate a run's trained model on another poisoned test set → `RUN_DIR/evals/OVERRIDES.json`."""
     from badseg.reevaluate import EVALS, eval_name, reevaluate
 
     try:
-        metrics = reevaluate(run_dir, set_ or [], progress=console.is_terminal, log=console.print)
+        metrics = reevaluate(run_dir, set_ or [], progress=console.is_terminal, log=console.print,
+                             breakdown=breakdown)
     except USER_ERRORS as e:
         _fail(_message(e))
     metrics["clean_model_cba"] = None
     _print_metrics(metrics, run_dir)
+    if breakdown:
+        table = Table(title="victim pixels predicted as the target", title_justify="left")
+        for col in ("where", "flipped", "victim pixels"):
+            table.add_column(col, justify="left" if col == "where" else "right")
+        names = {"carrier": "instance carrying the trigger", "other": "other instances, triggered images",
+                 "clean": "clean originals"}
+        for pool, row in metrics["flip_breakdown"].items():
+            table.add_row(names[pool], "n/a" if row["flipped"] is None else f"{row['flipped']:.3f}", str(row["pixels"]))
+        console.print(table)
     console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")

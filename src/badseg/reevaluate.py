@@ -3,7 +3,8 @@
 The run folder's resolved ``config.yaml`` is read back, the overrides applied (typically test-
 side attack settings such as ``attack.test_band=[60,90]`` for IBA's long-distance test, or a
 ``trigger.min_size_px`` floor), the poisoned test set rebuilt exactly as ``badseg run`` builds
-it, and ``backdoored/last.pt`` evaluated on it. Results go to ``RUN_DIR/evals/<overrides>.json``;
+it, and ``backdoored/last.pt`` evaluated on it (with ``breakdown``, also where the victim pixels
+flip: ``badseg.metrics.flips``). Results go to ``RUN_DIR/evals/<overrides>.json``;
 the run's own ``metrics.json`` is never touched.
 """
 
@@ -27,9 +28,10 @@ def eval_name(overrides: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9.=,+-]+", "", text.replace("[", "").replace("]", ""))[:120]
 
 
-def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False, log=print) -> dict[str, Any]:
-    """ASR / PBA / CBA (and stealth) of ``run_dir``'s backdoored model under ``overrides``;
-    written to ``run_dir/evals/<overrides>.json`` and returned."""
+def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False, log=print,
+               breakdown: bool = False) -> dict[str, Any]:
+    """ASR / PBA / CBA (and stealth; with ``breakdown`` the ``flip_breakdown``) of ``run_dir``'s
+    backdoored model under ``overrides``; written to ``run_dir/evals/<overrides>.json`` and returned."""
     from badseg.build import attack_for, datasets_for, eval_transform, victim_pipeline
     from badseg.evaluate import evaluate
     from badseg.metrics.stealth import StealthMeter
@@ -50,7 +52,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False
     device = "cuda" if torch.cuda.is_available() else "cpu"
     size, slide = eval_transform(cfg)
     metrics = evaluate(model, test, poisoned, size, attack.target, cfg.eval_batch_size, device,
-                       StealthMeter.from_weights(cfg.lpips_weights), progress, slide=slide).metrics()
+                       StealthMeter.from_weights(cfg.lpips_weights), progress, slide=slide, flips=breakdown).metrics()
     metrics.update(overrides=list(overrides), n_poisoned_test=len(poisoned), test_skipped=poisoned.skipped,
                    attack=attack.describe(), pipeline=victim_pipeline(cfg))
     write_json(run_dir / EVALS / f"{eval_name(overrides)}.json", metrics)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -136,10 +136,22 @@ class DetectorInputs:
     poisoned_ids: list[str]
 
 
-def detector_inputs(ctx: DefenseContext, n: int, seed: int) -> DetectorInputs:
+#: Where a detector's clean test images come from: ``random`` test images, or the ``originals``
+#: of the poisoned ones (the same scenes without the trigger).
+CleanImages = Literal["random", "originals"]
+
+
+def detector_inputs(ctx: DefenseContext, n: int, seed: int, clean: CleanImages = "random") -> DetectorInputs:
     """``min(n, poisoned test images)`` poisoned test images and as many clean test images, each
     set drawn at random (``SeedSequence([seed, ...])``). With few poisoned test images (CamVid
-    val) this is fewer than the paper's 250 + 250; the result says how many were scored."""
+    val) this is fewer than the paper's 250 + 250; the result says how many were scored.
+
+    ``clean="originals"``: the clean images are the poisoned images' own clean originals, in the
+    same order (the same poisoned images as ``random`` draws). The poisoned test set holds only
+    the images the attack applies to (e.g. with a large car), so random clean images differ from
+    it in content as well as in the trigger; the originals differ in the trigger alone."""
+    if clean not in ("random", "originals"):
+        raise ValueError(f"clean must be 'random' or 'originals', got {clean!r}")
     k = min(n, len(ctx.poisoned_test), len(ctx.test))
     if k < 2:
         raise ValueError(f"need at least 2 poisoned test images to score, the run has {len(ctx.poisoned_test)}")
@@ -147,12 +159,12 @@ def detector_inputs(ctx: DefenseContext, n: int, seed: int) -> DetectorInputs:
     pk = sorted(rng.choice(len(ctx.poisoned_test), size=k, replace=False).tolist())
     ck = sorted(rng.choice(len(ctx.test), size=k, replace=False).tolist())
     pairs = [ctx.poisoned_test[i] for i in pk]
-    clean = [ctx.test[i] for i in ck]
+    clean_samples = [c for c, _ in pairs] if clean == "originals" else [ctx.test[i] for i in ck]
     size = ctx.size
     p_img, p_lab = zip(*(resize_pair(p.image, c.label, size) for c, p in pairs))
-    c_img, c_lab = zip(*(resize_pair(s.image, s.label, size) for s in clean))
+    c_img, c_lab = zip(*(resize_pair(s.image, s.label, size) for s in clean_samples))
     return DetectorInputs(np.stack(c_img), np.stack(p_img), np.stack(c_lab), np.stack(p_lab),
-                          [s.id for s in clean], [c.id for c, _ in pairs])
+                          [s.id for s in clean_samples], [c.id for c, _ in pairs])
 
 
 def detector_result(scores_clean: np.ndarray, scores_poisoned: np.ndarray, fpr: float, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,10 @@ Groups, as the paper adapts them (a segmentation image has no single label):
 * ``beatrix-class``: one group, the Gram features taken only over the pixels of the selected
   class (``class_name``, e.g. car) in the ground truth; images without that class use all pixels.
 
-The ground truth of a poisoned test image is its original (clean) label.
+The ground truth of a poisoned test image is its original (clean) label. ``clean="originals"``
+scores the poisoned images against their own clean originals instead of random clean test images
+(``detector_inputs``): a control that separates the trigger from the poisoned set's selection of
+scenes (docs/results.md, "Defenses on CamVid").
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 
 from badseg.defenses.base import (
     DEFENSES,
+    CleanImages,
     DefenseContext,
     clean_fraction,
     detector_inputs,
@@ -142,7 +146,7 @@ def beatrix_scores(ref: torch.Tensor, ref_groups: np.ndarray, test: torch.Tensor
 
 def _beatrix(ctx: DefenseContext, images: int, orders: int, channels: int, k: float,
              grouping: Literal["dominant", "class"], class_name: str, reference_fraction: float, fpr: float,
-             seed: int) -> dict[str, Any]:
+             seed: int, clean_images: CleanImages) -> dict[str, Any]:
     from badseg.report.defense_figures import save_score_kde
 
     spec = ctx.train.spec
@@ -150,7 +154,7 @@ def _beatrix(ctx: DefenseContext, images: int, orders: int, channels: int, k: fl
     ref = clean_fraction(ctx.train, reference_fraction, seed)
     ref_img, ref_lab = (np.stack(a) for a in zip(*(resize_pair(s.image, s.label, ctx.size)
                                                     for s in (ref[i] for i in range(len(ref))))))
-    inputs = detector_inputs(ctx, images, seed)
+    inputs = detector_inputs(ctx, images, seed, clean_images)
     bs = ctx.cfg.eval_batch_size
     g_ref, ref_has = feature_grams(ctx.model, ref_img, ref_lab, orders, channels, class_id, bs)
     g_c, has_c = feature_grams(ctx.model, inputs.clean, inputs.clean_labels, orders, channels, class_id, bs)
@@ -170,22 +174,24 @@ def _beatrix(ctx: DefenseContext, images: int, orders: int, channels: int, k: fl
                    title=f"Beatrix ({label})", xlabel="deviation (higher: more suspicious)", log_x=True)
     return detector_result(clean, poisoned, fpr, grouping=grouping, class_name=class_name if class_id is not None
                            else None, n_reference=len(ref), orders=orders, channels=channels, k=k,
-                           fallback_to_all_clean={"clean": fb_c, "poisoned": fb_p},
+                           clean_images=clean_images, fallback_to_all_clean={"clean": fb_c, "poisoned": fb_p},
                            without_class={"clean": int((~has_c).sum()), "poisoned": int((~has_p).sum())}
                            if class_id is not None else None)
 
 
 @DEFENSES.register("beatrix")
 def beatrix(ctx: DefenseContext, images: int = 100, orders: int = 8, channels: int = 32, k: float = 3.0,
-            reference_fraction: float = 0.5, fpr: float = 0.05, seed: int = 0) -> dict[str, Any]:
+            reference_fraction: float = 0.5, fpr: float = 0.05, seed: int = 0,
+            clean: CleanImages = "random") -> dict[str, Any]:
     """Groups by the dominant ground-truth class: score up to ``images`` clean and as many poisoned
-    test images against clean statistics from a ``reference_fraction`` of the clean training split."""
-    return _beatrix(ctx, images, orders, channels, k, "dominant", "", reference_fraction, fpr, seed)
+    test images against clean statistics from a ``reference_fraction`` of the clean training split.
+    ``clean``: random clean test images, or the poisoned images' own ``originals``."""
+    return _beatrix(ctx, images, orders, channels, k, "dominant", "", reference_fraction, fpr, seed, clean)
 
 
 @DEFENSES.register("beatrix-class")
 def beatrix_class(ctx: DefenseContext, images: int = 100, orders: int = 8, channels: int = 32, k: float = 3.0,
                   class_name: str = "car", reference_fraction: float = 0.5, fpr: float = 0.05,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, clean: CleanImages = "random") -> dict[str, Any]:
     """As ``beatrix``, with Gram features over the pixels of one selected class (``class_name``)."""
-    return _beatrix(ctx, images, orders, channels, k, "class", class_name, reference_fraction, fpr, seed)
+    return _beatrix(ctx, images, orders, channels, k, "class", class_name, reference_fraction, fpr, seed, clean)

@@ -4,8 +4,8 @@ config).
 
 The run is rebuilt from its resolved ``config.yaml`` (datasets, attack, poisoned sets with the
 run's seed, the backdoored model from ``backdoored/last.pt``), so the defense sees exactly
-what ``badseg run`` trained and evaluated. A finished defense with the same options is not
-run again.
+what ``badseg run`` trained and evaluated. A finished defense with the same options (an option
+added since counting at its default) is not run again.
 """
 
 from __future__ import annotations
@@ -38,17 +38,27 @@ def parse_options(items: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _defaults(name: str) -> dict[str, Any]:
+    """A defense's options and their defaults (its keyword parameters)."""
+    return {k: p.default for k, p in inspect.signature(DEFENSES.get(name)).parameters.items() if k != "ctx"}
+
+
 def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The defense's options with ``options`` applied over its defaults (unknown ones: an error
     naming the valid ones)."""
-    params = {k: p for k, p in inspect.signature(DEFENSES.get(name)).parameters.items() if k != "ctx"}
-    unknown = sorted(set(options) - set(params))
+    defaults = _defaults(name)
+    unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ConfigError(f"defense {name!r} has no option {', '.join(map(repr, unknown))}; "
-                          f"its options: {', '.join(params)}")
-    resolved = {k: p.default for k, p in params.items()}
-    resolved.update(options)
-    return json.loads(json.dumps(resolved))  # tuples → lists, as stored
+                          f"its options: {', '.join(defaults)}")
+    return json.loads(json.dumps({**defaults, **options}))  # tuples → lists, as stored
+
+
+def done_options(name: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a finished defense's JSON records, read with today's defaults: an option added
+    to the defense since (e.g. Beatrix's ``clean``) takes its default, so the result still counts
+    as finished with those options."""
+    return json.loads(json.dumps({**_defaults(name), **stored}))
 
 
 def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
@@ -90,7 +100,7 @@ def run_defense(run_dir: str | Path, name: str, overrides: Sequence[str] | Mappi
     out = run_dir / f"defense_{name}.json"
     if out.is_file():
         done = json.loads(out.read_text())
-        if done.get("options") == options:
+        if done_options(name, done.get("options", {})) == options:
             log(f"{out} is finished already with these options; not running it again")
             write_defense_section(run_dir / "report.md", name, defense_lines(name, done))
             return done

@@ -1,0 +1,60 @@
+"""Where an object backdoor fires: the share of victim pixels predicted as the target on the
+victim instance that carries the trigger, on the other victim instances of the same triggered
+image, and on the clean originals of those images (``badseg eval --breakdown``).
+
+O2B / O2O relabel every victim instance of a poisoned image, INS only the triggered ones, so
+"carrier" against "other" says whether a model learned the local rule ("this object carries a
+trigger") or the image-level one ("a trigger anywhere"); "clean" is the flip rate without any
+trigger (docs/results.md, "Why the demo's ASR used to stop near 0.7"). Instances are the
+connected components (``scipy.ndimage.label``, 4-connectivity) of the victim class in the
+ground truth at the model's input; a carrier is one that overlaps the trigger mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+#: The three pools of victim pixels.
+FLIP_POOLS = ("carrier", "other", "clean")
+
+
+class FlipBreakdown:
+    """Victim pixels predicted as ``target``, pooled as carrier / other / clean (module docstring).
+
+    Example:
+        >>> fb = FlipBreakdown(victim=1, target=2)
+        >>> fb.update_triggered(pred, label, trigger_mask)  # the triggered image's prediction
+        >>> fb.update_clean(clean_pred, label)  # its clean original's
+        >>> fb.compute()["carrier"]["flipped"]
+    """
+
+    def __init__(self, victim: int, target: int) -> None:
+        self.victim, self.target = victim, target
+        self.flipped = dict.fromkeys(FLIP_POOLS, 0)
+        self.pixels = dict.fromkeys(FLIP_POOLS, 0)
+
+    def _add(self, pool: str, pred: np.ndarray, mask: np.ndarray) -> None:
+        self.flipped[pool] += int((pred[mask] == self.target).sum())
+        self.pixels[pool] += int(mask.sum())
+
+    def update_triggered(self, pred: np.ndarray, label: np.ndarray, trigger_mask: np.ndarray) -> None:
+        """One triggered image: int (H, W) prediction, its clean int (H, W) ground truth and the
+        bool (H, W) trigger mask, all at the model's input size."""
+        comps, _ = ndimage.label(label == self.victim)
+        carriers = np.unique(comps[trigger_mask & (comps > 0)])
+        carrier = np.isin(comps, carriers) & (comps > 0)
+        self._add("carrier", pred, carrier)
+        self._add("other", pred, (comps > 0) & ~carrier)
+
+    def update_clean(self, pred: np.ndarray, label: np.ndarray) -> None:
+        """The clean original of a triggered image: int (H, W) prediction and ground truth."""
+        self._add("clean", pred, label == self.victim)
+
+    def compute(self) -> dict[str, dict[str, Any]]:
+        """``{pool: {"flipped": share of its victim pixels predicted as the target (None when it
+        has none), "pixels": its victim pixels}}`` for carrier, other and clean."""
+        return {p: {"flipped": self.flipped[p] / self.pixels[p] if self.pixels[p] else None, "pixels": self.pixels[p]}
+                for p in FLIP_POOLS}
