@@ -16,7 +16,7 @@ from rich.console import Console
 
 from badseg.config import ConfigError, load_config
 from badseg.data.io import write_json
-from badseg.report.tables import LAYOUTS, build_table, load_records
+from badseg.report.tables import LAYOUTS, TableError, build_table, load_records, sweeps_for
 from badseg.sweep import LocalExecutor, SweepInterrupted, config_hash, load_sweep, run_sweep, select
 from badseg.sweep.task import run_task
 
@@ -208,6 +208,24 @@ def test_runs_of_a_sweep_share_one_clean_model_in_the_sweep_folder(tmp_path):
     first, second = (s.metrics["clean_model"] for s in result.states)
     assert not first["reused"] and second["reused"] and first["folder"] == second["folder"]
     assert Path(first["folder"]).parent == (tmp_path / "out" / "clean_models").resolve()
+
+
+def test_each_table_takes_the_runs_of_its_own_sweep_files_from_a_shared_folder(tmp_path):
+    out = tmp_path / "out"
+    rates = tmp_path / "table23.yaml"
+    rates.write_text(yaml.safe_dump({"set": TINY, "axes": {"attack.rate": [0.1, 0.2]}}))
+    seeds = tmp_path / "table5.yaml"  # shares its rate-0.2 run with table23
+    seeds.write_text(yaml.safe_dump({"set": {**TINY, "attack.rate": 0.2}, "axes": {"seed": [0, 1]}}))
+    run_sweep(select(load_sweep(rates), ["attack.rate=0.1"]), out, LocalExecutor(), _quiet(), task=Stub())
+    run_sweep(load_sweep(rates), out, LocalExecutor(), _quiet(), task=Stub())  # --only parts add up
+    run_sweep(load_sweep(seeds), out, LocalExecutor(), _quiet(), task=Stub())
+    assert sweeps_for(out, "table23") == ["table23"] and sweeps_for(out, "table2") == []
+    by_rate = {r.config["attack.rate"] for r in load_records(out, ["table23"])}
+    by_seed = {(r.config["attack.rate"], r.config["seed"]) for r in load_records(out, ["table5"])}
+    assert by_rate == {0.1, 0.2} and by_seed == {(0.2, 0), (0.2, 1)}
+    assert len(load_records(out)) == 3
+    with pytest.raises(TableError, match="no sweep 'table24'.*table23, table5"):
+        load_records(out, ["table24"])
 
 
 def test_runs_waiting_on_a_failed_run_are_blocked(tmp_path):

@@ -595,19 +595,27 @@ def table_(
     rows: Annotated[Optional[str], typer.Option(help="Row keys instead of the layout's, 'attack.vector,model.name'.")] = None,
     cols: Annotated[Optional[str], typer.Option(help="Column key instead of the layout's ('none': no columns).")] = None,
     metrics: Annotated[Optional[str], typer.Option(help="Metrics instead of the layout's, 'asr,cba'.")] = None,
+    sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="Only the runs of these sweep files (stems, "
+                     "repeatable; default: the files named like the layout, e.g. table8-size and table8-size-b2b; "
+                     "'all': every run in the folder).")] = None,
 ) -> None:
-    """Every finished run's metrics.json as a table shaped like the paper's (mean ± std over seeds):
-    SWEEP_DIR/tables/LAYOUT.{md,csv}, and LAYOUT.png where the paper shows a plot."""
+    """Finished runs' metrics.json as a table shaped like the paper's (mean ± std over seeds):
+    SWEEP_DIR/tables/LAYOUT.{md,csv}, and LAYOUT.png where the paper shows a plot. A folder that
+    several sweep files wrote into gives each table the runs of its own file."""
     from badseg.data.io import atomic_write_bytes
     from badseg.report.figures import save_series_plot
-    from badseg.report.tables import LAYOUTS, TableError, build_table, custom_layout, load_records, plot_points
+    from badseg.report.tables import (LAYOUTS, TableError, build_table, custom_layout, load_records, plot_points,
+                                      sweeps_for)
 
     if layout not in LAYOUTS:
         _fail(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     lay = custom_layout(LAYOUTS[layout], rows.split(",") if rows else None, cols,
                         metrics.split(",") if metrics else None)
+    sweeps = None if sweep == ["all"] else (sweep or sweeps_for(sweep_dir, layout) or None)
+    if sweeps:
+        console.print(f"runs of {', '.join(sweeps)}")
     try:
-        table = build_table(load_records(sweep_dir), lay)
+        table = build_table(load_records(sweep_dir, sweeps), lay)
     except TableError as e:
         _fail(str(e))
     dest = sweep_dir / "tables"

@@ -20,11 +20,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from badseg.sweep.runner import RUN_INFO, RUNS, find_run_dir
+from badseg.sweep.runner import MANIFEST_SUFFIX, RUN_INFO, RUNS, SWEEPS, find_run_dir, sweep_manifest
 
 SEED = "seed"
 VECTOR = "vector"
@@ -113,14 +114,33 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load_records(sweep_dir: Path) -> list[Record]:
-    """One record per finished run under ``sweep_dir/runs`` (unfinished runs are left out)."""
+def sweeps_for(sweep_dir: Path, layout: str) -> list[str]:
+    """The sweep files run into ``sweep_dir`` that make table ``layout``: those named like it
+    (``table8-size`` → ``table8-size``, ``table8-size-b2b``), by their manifests."""
+    found = sorted(p.name.removesuffix(MANIFEST_SUFFIX) for p in (sweep_dir / SWEEPS).glob(f"*{MANIFEST_SUFFIX}"))
+    return [s for s in found if s == layout or s.startswith(f"{layout}-")]
+
+
+def load_records(sweep_dir: Path, sweeps: Sequence[str] | None = None) -> list[Record]:
+    """One record per finished run under ``sweep_dir/runs`` (unfinished runs are left out); with
+    ``sweeps`` (sweep file stems), only the runs those sweep files asked for."""
     runs_dir = sweep_dir / RUNS
     if not runs_dir.is_dir():
         raise TableError(f"{sweep_dir} is not a sweep folder (no {RUNS}/ in it)")
+    wanted: set[str] | None = None
+    if sweeps is not None:
+        wanted = set()
+        for stem in sweeps:
+            manifest = sweep_manifest(sweep_dir, stem)
+            if not manifest.is_file():
+                known = sorted(p.name.removesuffix(MANIFEST_SUFFIX) for p in (sweep_dir / SWEEPS).glob(f"*{MANIFEST_SUFFIX}"))
+                raise TableError(f"no sweep {stem!r} was run into {sweep_dir}; run: {', '.join(known) or 'none recorded'}")
+            wanted |= set(json.loads(manifest.read_text())["runs"])
     records = []
     for path in sorted(p for p in runs_dir.iterdir() if (p / "metrics.json").is_file()):
         info = json.loads((path / RUN_INFO).read_text()) if (path / RUN_INFO).is_file() else {}
+        if wanted is not None and info.get("hash") not in wanted:
+            continue
         cfg_dir = path
         if info.get("base_hash"):
             cfg_dir = find_run_dir(runs_dir, info["base_hash"]) or path

@@ -7,6 +7,8 @@ Layout of a sweep folder::
     OUT/runs/<slug>-<hash>/           one run: run.json, config.yaml, metrics.json, log.txt, ...
     OUT/runs/<slug>-<hash>/failures/attempt-<n>.txt   the traceback of each failed attempt
     OUT/sweeps/<file name>            the sweep files run into OUT
+    OUT/sweeps/<file stem>.runs.json  the hashes of the runs each sweep file asked for, over all its
+                                      invocations (``--only`` parts add up): ``badseg table`` reads them
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from badseg.sweep.task import METRICS, run_task
 
 RUNS = "runs"
 RUN_INFO = "run.json"
+SWEEPS = "sweeps"
+MANIFEST_SUFFIX = ".runs.json"
 FAILURES = "failures"
 SHOWN_ROWS = 30
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its remote tracebacks
@@ -81,6 +85,19 @@ def _write_info(state: RunState) -> None:
         axes = {**json.loads(info_path.read_text()).get("axes", {}), **axes}
     write_json(info_path, {"hash": r.hash, "slug": r.slug, "axes": axes, "defense": r.defense,
                            "defense_overrides": list(r.defense_overrides), "base_hash": r.base_hash})
+
+
+def sweep_manifest(out: Path, stem: str) -> Path:
+    """``OUT/sweeps/<stem>.runs.json``: the runs a sweep file has asked for in ``out``."""
+    return out / SWEEPS / f"{stem}{MANIFEST_SUFFIX}"
+
+
+def _record_sweep(out: Path, sweep: Sweep) -> None:
+    """Copy the sweep file into ``OUT/sweeps/`` and add its runs' hashes to its manifest."""
+    atomic_write_bytes(out / SWEEPS / sweep.source.name, sweep.source.read_bytes())
+    manifest = sweep_manifest(out, sweep.source.stem)
+    known = set(json.loads(manifest.read_text())["runs"]) if manifest.is_file() else set()
+    write_json(manifest, {"sweep": sweep.source.name, "runs": sorted(known | {r.hash for r in sweep.runs})})
 
 
 def _record_failure(state: RunState, text: str) -> None:
@@ -139,7 +156,7 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor, console: Consol
     out = Path(out)
     runs_dir = out / RUNS
     runs_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "sweeps" / sweep.source.name, sweep.source.read_bytes())
+    _record_sweep(out, sweep)
     console = console or Console()
     states: dict[str, RunState] = {}
     for run in sweep.runs:
