@@ -76,3 +76,16 @@ def test_cli_table_writes_markdown_csv_and_the_papers_plot(sweep_dir):
 def test_cli_table_errors_are_one_message(sweep_dir, args, message):
     r = runner.invoke(app, ["table", str(sweep_dir), *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_a_detector_table_has_no_column_for_the_undefended_run(tmp_path):
+    _run(tmp_path, "base", "o2b", 0.2, 0, 0.9)
+    d = tmp_path / "runs" / "strip"
+    d.mkdir()
+    write_json(d / "run.json", {"hash": "strip", "slug": "strip", "axes": {}, "defense": "teco", "base_hash": "base"})
+    write_json(d / "metrics.json", {"kind": "detector", "defense": "teco", "auc": 0.3,
+                                    "at_fpr": {"acc": 0.5, "recall": 0.0, "f1": 0.0}})
+    table = build_table(load_records(tmp_path), LAYOUTS["table16"])
+    assert table.col_keys == ["teco"]
+    assert table.cells[(("o2b",), "teco")].stats("auc")[0] == 0.3
+    assert build_table(load_records(tmp_path), LAYOUTS["table14"]).col_keys == ["none", "teco"]

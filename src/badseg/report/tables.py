@@ -52,6 +52,8 @@ class Layout:
     cols: str | None = None
     metrics: tuple[str, ...] = ("asr", "pba", "cba")
     plot: Plot | None = None
+    #: Column values left out: a detector table has no column for the undefended run (it has no score).
+    drop_cols: tuple[Any, ...] = ()
 
 
 _ASR = ("asr",)
@@ -70,8 +72,8 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("table12-con", "Table 12(b): conditional attack, poisoning rate", (VECTOR,), "attack.rate"),
     Layout("table14", "Table 14: fine-tuning and pruning", (VECTOR,), "defense", _ASR),
     Layout("table15", "Table 15: ABL (a) and STRIP (b)", (VECTOR,), "defense", ("asr", "pba", "cba", *_DETECTION)),
-    Layout("table16", "Table 16: TeCo detection", (VECTOR,), "defense", _DETECTION),
-    Layout("table17", "Table 17: Beatrix detection", (VECTOR,), "defense", _DETECTION),
+    Layout("table16", "Table 16: TeCo detection", (VECTOR,), "defense", _DETECTION, drop_cols=("none",)),
+    Layout("table17", "Table 17: Beatrix detection", (VECTOR,), "defense", _DETECTION, drop_cols=("none",)),
     Layout("table18", "Table 18: transformers", ("model.name", VECTOR)),
     Layout("table23", "Table 23: poisoning rate", (VECTOR,), "attack.rate", _ASR,
            Plot("attack.rate", "asr", VECTOR, "poisoning rate", "ASR")),
@@ -256,7 +258,8 @@ def build_table(records: list[Record], layout: Layout) -> SweepTable:
     for r in records:
         row = tuple(_hashable(r.value(k)) for k in layout.rows)
         col = _hashable(r.value(layout.cols)) if layout.cols else None
-        groups.setdefault((row, col), []).append(r)
+        if col not in layout.drop_cols:
+            groups.setdefault((row, col), []).append(r)
     cells: dict[tuple[tuple[Any, ...], Any], Cell] = {}
     for key, members in groups.items():
         _check_only_seeds_differ(members, shown, layout)
@@ -281,7 +284,7 @@ def custom_layout(base: Layout, rows: list[str] | None, cols: str | None, metric
     """``base`` with its rows, columns or metrics replaced (``cols="none"``: no column key)."""
     return Layout(base.name, base.title, tuple(rows) if rows else base.rows,
                   None if cols == "none" else cols or base.cols, tuple(metrics) if metrics else base.metrics,
-                  base.plot if not (rows or cols or metrics) else None)
+                  base.plot if not (rows or cols or metrics) else None, base.drop_cols if not cols else ())
 
 
 def plot_points(table: SweepTable) -> dict[Any, list[tuple[float, float, float | None]]]:
