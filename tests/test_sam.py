@@ -142,6 +142,43 @@ def test_effl0_sam_adapters_start_as_identity_and_parts_freeze():
     assert not any(p.requires_grad for p in m.neck.parameters())
 
 
+def test_effl0_sam_neck_puts_skip_maps_on_the_embedding_scale():
+    """MaskDecoder adds the skip maps to its prompt-aware upscaled embedding; un-normalised ReLU6
+    features (std ~3, or more for brighter inputs) there drowned the prompt and the base did not learn."""
+    torch.manual_seed(0)
+    m = build_victim(VictimConfig(**TINY), (64, 64))
+    feats = [10 * torch.rand(2, c, 64 // s, 64 // s) for c, s in zip(m.encoder.feature_info.channels(), (4, 8, 16, 32))]
+    with torch.no_grad():
+        embed, s4, s8 = m.neck(feats)
+    for t in (embed, s4, s8):
+        assert 0.3 < float(t.std()) < 1.5
+
+
+def test_the_base_heads_learn_point_prompts_on_the_tiny_configuration():
+    """The base stage (``heads``) fits two point prompts on each of four images to mask IoU > 0.8:
+    an empty-mask collapse, prompts in the wrong frame or a broken gradient path would not."""
+    ds = load_dataset("synthetic", split="train", length=4)
+    items, _ = build_prompt_set(ds, (64, 128), k=2, prompt_kind="point", seed=0)
+    torch.manual_seed(0)
+    model = build_victim(VictimConfig(**TINY), (64, 128))
+    set_trainable(model, "heads")
+    data = PromptTorchSet(items)
+    x, coords, labels, targets = (torch.stack([data[i][j] if j else data[i][0][0] for i in range(4)]) for j in range(4))
+    assert {tuple(lab) for lab in labels.flatten(0, 1).tolist()} == {(1, -1)}  # foreground points
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(150):
+        logits, iou = model(x, coords, labels)
+        loss = mask_loss(logits, iou, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(x, coords, labels)
+    assert float(binary_iou((logits > 0).flatten(0, 1), targets.flatten(0, 1) > 0.5).mean()) > 0.8
+
+
 def test_one_fine_tuning_step_lowers_the_attack_loss(tmp_path):
     ds = load_dataset("synthetic", split="train", length=4)
     attack = MaskAttack("erasure", ds.spec, TRIGGER)
