@@ -19,8 +19,8 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -116,11 +116,15 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def recorded_sweeps(sweep_dir: Path) -> list[str]:
+    """The stems of the sweep files run into ``sweep_dir`` (those with a manifest), sorted."""
+    return sorted(p.name.removesuffix(MANIFEST_SUFFIX) for p in (sweep_dir / SWEEPS).glob(f"*{MANIFEST_SUFFIX}"))
+
+
 def sweeps_for(sweep_dir: Path, layout: str) -> list[str]:
     """The sweep files run into ``sweep_dir`` that make table ``layout``: those named like it
     (``table8-size`` → ``table8-size``, ``table8-size-b2b``), by their manifests."""
-    found = sorted(p.name.removesuffix(MANIFEST_SUFFIX) for p in (sweep_dir / SWEEPS).glob(f"*{MANIFEST_SUFFIX}"))
-    return [s for s in found if s == layout or s.startswith(f"{layout}-")]
+    return [s for s in recorded_sweeps(sweep_dir) if s == layout or s.startswith(f"{layout}-")]
 
 
 def load_records(sweep_dir: Path, sweeps: Sequence[str] | None = None) -> list[Record]:
@@ -135,8 +139,8 @@ def load_records(sweep_dir: Path, sweeps: Sequence[str] | None = None) -> list[R
         for stem in sweeps:
             manifest = sweep_manifest(sweep_dir, stem)
             if not manifest.is_file():
-                known = sorted(p.name.removesuffix(MANIFEST_SUFFIX) for p in (sweep_dir / SWEEPS).glob(f"*{MANIFEST_SUFFIX}"))
-                raise TableError(f"no sweep {stem!r} was run into {sweep_dir}; run: {', '.join(known) or 'none recorded'}")
+                known = ", ".join(recorded_sweeps(sweep_dir)) or "none recorded"
+                raise TableError(f"no sweep {stem!r} was run into {sweep_dir}; run: {known}")
             wanted |= set(json.loads(manifest.read_text())["runs"])
     records = []
     for path in sorted(p for p in runs_dir.iterdir() if (p / "metrics.json").is_file()):

@@ -247,12 +247,13 @@ def select(sweep: Sweep, only: list[str]) -> Sweep:
                               f"values: {', '.join(sorted(known))}")
     chosen = [r for r in sweep.runs if all(axis in r.axes and _token(r.axes[axis]) in labels
                                            for axis, labels in wanted.items())]
+    by_hash = {r.hash: r for r in sweep.runs}
     keep = {r.hash for r in chosen}
     needed = [h for r in chosen for h in r.needs]
     while needed:
         h = needed.pop()
         if h not in keep:
             keep.add(h)
-            needed.extend(next(r for r in sweep.runs if r.hash == h).needs)
+            needed.extend(by_hash[h].needs)
     return Sweep(sweep.source, sweep.spec, [r for r in sweep.runs if r.hash in keep])
 
