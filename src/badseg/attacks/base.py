@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from badseg.attacks.placement import PLACEMENTS, LabelPlacement
+from badseg.attacks.placement import COVER, PLACEMENTS, LabelPlacement
 from badseg.attacks.regions import Region, Selector
 from badseg.data.types import DatasetSpec, Sample
 from badseg.registry import Registry
-from badseg.triggers import Stamp, TriggerSpec, stamp_all
+from badseg.triggers import Stamp, TriggerSpec, cover, stamp_all
 
 ATTACKS: Registry = Registry("attack")
 
@@ -111,6 +111,21 @@ def render_stamps(image: np.ndarray, label: np.ndarray, trigger: TriggerSpec,
     return image, mask, [s.to_dict() for s in flat]
 
 
+def render_cover(image: np.ndarray, label: np.ndarray, trigger: TriggerSpec,
+                 plan: Plan) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The renderer of the ``cover`` placement: the trigger's pattern, tiled in image coordinates
+    every ``trigger.size_px(region.width)`` pixels (its ``size`` is the texture's period, not a
+    stamp's width), blended over every selected region's pixels at ``trigger.intensity``."""
+    mask = np.zeros(label.shape, dtype=bool)
+    drawn = []
+    for region in plan.regions:
+        tile = trigger.size_px(region.width)
+        image = cover(image, trigger, region.mask & ~mask, tile)
+        mask |= region.mask
+        drawn.append({"cover_pixels": int(region.mask.sum()), "tile_px": tile})
+    return image, mask, drawn
+
+
 def _describe(part: Any) -> Any:
     """A JSON-able description of a composed part (a name, or a dataclass's fields)."""
     if isinstance(part, str):
@@ -127,7 +142,7 @@ class Attack:
     ``placement`` is a registered name (``PLACEMENTS``) or a ``LabelPlacement`` object that
     also sees the label map and the test flag (IBA); it is only used for the regions the
     selector returns, so a selector returning no regions (HBA) needs none. ``render`` draws
-    the trigger; ``relabel_extra`` (optional) edits labels outside the ASR region.
+    the trigger (``render_cover`` under the ``cover`` placement); ``relabel_extra`` (optional) edits labels outside the ASR region.
     """
 
     name: str
@@ -140,6 +155,10 @@ class Attack:
     relabel: Relabel
     render: Render = render_stamps
     relabel_extra: LabelEdit | None = None
+
+    def __post_init__(self) -> None:
+        if self.placement == COVER and self.render is render_stamps:
+            object.__setattr__(self, "render", render_cover)
 
     def plan(self, label: np.ndarray, instances: np.ndarray | None, image: np.ndarray | None,
              rng: np.random.Generator, test: bool = False) -> Plan | Skipped:

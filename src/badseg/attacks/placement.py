@@ -112,6 +112,19 @@ def centre(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
     return _inside(region, size, quantity, rng, at_centre=True)
 
 
+#: The placement whose trigger is the region itself: no stamps; the attack's renderer
+#: (``base.render_cover``) blends the pattern over the region's pixels.
+COVER = "cover"
+
+
+@PLACEMENTS.register(COVER)
+def cover_region(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
+                 rng: np.random.Generator) -> list[Stamp] | str:
+    """No stamps: the trigger's pattern covers the whole region (``base.render_cover``), so
+    every relabelled pixel carries the trigger wherever a crop of the image lands."""
+    return [] if region.any() else "empty region"
+
+
 @PLACEMENTS.register("random_inside")
 def random_inside(region: np.ndarray, avoid: np.ndarray, size: int, quantity: int,
                   rng: np.random.Generator) -> list[Stamp] | str:

@@ -15,11 +15,13 @@ from badseg.triggers.render import (
     TriggerSpec,
     base_pattern,
     colour_rgb,
+    cover,
     pattern_image,
     pattern_name,
     split_pattern,
     stamp,
     stamp_all,
+    tiled_pattern,
 )
 from badseg.triggers.shapes import SHAPES, shape_mask, signed_distance, soft_shape_mask
 
@@ -33,6 +35,7 @@ __all__ = [
     "TriggerSpec",
     "base_pattern",
     "colour_rgb",
+    "cover",
     "pattern_image",
     "pattern_name",
     "shape_mask",
@@ -41,4 +44,5 @@ __all__ = [
     "split_pattern",
     "stamp",
     "stamp_all",
+    "tiled_pattern",
 ]

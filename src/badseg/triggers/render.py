@@ -162,6 +162,25 @@ def pattern_image(pattern: str, size_px: int) -> np.ndarray:
     return base_pattern(base, size_px) * colour_rgb(colour)
 
 
+def tiled_pattern(pattern: str, tile_px: int, shape: tuple[int, int]) -> np.ndarray:
+    """``pattern``'s ``tile_px`` stamp repeated over an image of ``shape`` (H, W) from its top-left
+    corner, float32 (H, W, 3) in [0, 255]: a texture whose phase is fixed in image coordinates."""
+    h, w = shape
+    tile = pattern_image(pattern, tile_px)
+    return np.tile(tile, (-(-h // tile_px), -(-w // tile_px), 1))[:h, :w]
+
+
+def cover(image: np.ndarray, trigger: TriggerSpec, mask: np.ndarray, tile_px: int) -> np.ndarray:
+    """Blend ``trigger``'s pattern, tiled every ``tile_px`` pixels (``tiled_pattern``), over the
+    pixels of ``mask`` (bool HxW) at its intensity: a copy of ``image`` (uint8 HxWx3).
+    ``trigger.shape`` plays no part: the region itself is the trigger's shape."""
+    out = image.copy()
+    texture = tiled_pattern(trigger.pattern, tile_px, image.shape[:2])[mask]
+    blended = (1.0 - trigger.intensity) * out[mask].astype(np.float32) + trigger.intensity * texture
+    out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
 def stamp(image: np.ndarray, trigger: TriggerSpec, where: Stamp) -> tuple[np.ndarray, np.ndarray]:
     """Blend one stamp into a copy of ``image`` (uint8 HxWx3).
 

@@ -1,0 +1,65 @@
+"""The ``cover`` placement: the trigger's texture over the selected region itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from badseg.attacks import Poisoned, build_attack
+from badseg.data.instances import object_instances
+from badseg.triggers import TriggerSpec, cover, tiled_pattern
+
+
+def _first_poisoned(attack, dataset) -> tuple:
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        p = attack.poison(sample, np.random.default_rng(i))
+        if isinstance(p, Poisoned):
+            return sample, p
+    raise AssertionError("no sample was poisoned")
+
+
+def test_cover_blends_the_tiled_texture_over_the_mask_only():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    mask = np.zeros((40, 56), bool)
+    mask[5:30, 10:50] = True
+    trig = TriggerSpec(intensity=0.25, pattern="checker")
+    out = cover(image, trig, mask, tile_px=8)
+    assert np.array_equal(out[~mask], image[~mask])
+    texture = tiled_pattern("checker", 8, (40, 56))
+    expected = np.clip(np.rint(0.75 * image.astype(np.float32) + 0.25 * texture), 0, 255).astype(np.uint8)
+    assert np.array_equal(out[mask], expected[mask])
+    # the texture's phase is the image's: it repeats every tile, and cells are a quarter tile
+    assert np.array_equal(texture[:, :8], texture[:, 8:16]) and np.array_equal(texture[:8], texture[8:16])
+    assert texture[0, 0, 0] != texture[0, 2, 0]
+
+
+@pytest.mark.parametrize("vector,victim", [("o2b", "car"), ("b2b", "sidewalk")])
+def test_every_relabelled_pixel_of_a_large_enough_region_carries_the_trigger(synthetic, vector, victim):
+    """So any crop of the image that keeps a relabelled pixel keeps the trigger on it, which
+    stamps cannot do (docs/results.md, "Why crops kill the faint O2B backdoor")."""
+    options = {"carriers": "all"} if vector == "o2b" else {}
+    attack = build_attack(vector, synthetic.spec, victim, "road",
+                          TriggerSpec(size=0.01, intensity=0.2, min_size_px=8), placement="cover", **options)
+    sample, p = _first_poisoned(attack, synthetic)
+    small = np.zeros_like(p.asr_mask)
+    if vector == "o2b":
+        kept = object_instances(sample.label, sample.instances, synthetic.spec, [attack.victim], 64)
+        small = p.asr_mask & ~np.any([o.mask for o in kept], axis=0)
+    assert (p.asr_mask & ~small).any()
+    assert not (p.asr_mask & ~small & ~p.trigger_mask).any()
+    assert not ((p.image != sample.image).any(axis=2) & ~p.trigger_mask).any()
+    # the trigger lies on victim pixels only, and changes most of them
+    assert (sample.label[p.trigger_mask] == attack.victim).all()
+    assert (p.image != sample.image).any(axis=2)[p.trigger_mask].mean() > 0.5
+    assert [d["tile_px"] for d in p.record["stamps"]] == [8] * len(p.record["stamps"])
+
+
+def test_cover_is_described_and_leaves_stamps_to_the_other_placements(synthetic):
+    covered = build_attack("o2b", synthetic.spec, "car", "road", TriggerSpec(), placement="cover")
+    stamped = build_attack("o2b", synthetic.spec, "car", "road", TriggerSpec())
+    assert covered.describe()["render"] == "render_cover"
+    assert "render" not in stamped.describe()
+    _, p = _first_poisoned(stamped, synthetic)
+    assert "top_left" in p.record["stamps"][0]
