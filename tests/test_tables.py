@@ -89,3 +89,19 @@ def test_a_detector_table_has_no_column_for_the_undefended_run(tmp_path):
     assert table.col_keys == ["teco"]
     assert table.cells[(("o2b",), "teco")].stats("auc")[0] == 0.3
     assert build_table(load_records(tmp_path), LAYOUTS["table14"]).col_keys == ["none", "teco"]
+
+
+def test_the_frontier_names_each_methods_stealth_price(tmp_path):
+    """Highest mean PSNR whose mean ASR over seeds reaches 0.9; a method that never does gets a dash."""
+    points = {("a", 0.2): ([0.95, 0.91], 38.0), ("a", 0.1): ([0.92, 0.86], 41.0),  # mean 0.89 < 0.9
+              ("a", 0.3): ([0.97, 0.97], 35.0), ("b", 0.1): ([0.5, 0.6], 44.0)}
+    for (method, alpha), (asrs, psnr) in points.items():
+        for seed, asr in enumerate(asrs):
+            d = tmp_path / "runs" / f"{method}-{alpha}-{seed}"
+            d.mkdir(parents=True)
+            write_json(d / "run.json", {"hash": d.name, "slug": d.name, "defense": None, "base_hash": None,
+                                        "axes": {"attack": method, "trigger.intensity": alpha, "seed": seed}})
+            (d / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "trigger": {"intensity": alpha}}))
+            write_json(d / "metrics.json", {"asr": asr, "cba": 0.5, "psnr": psnr + seed * 0.5})
+    md = build_table(load_records(tmp_path), LAYOUTS["frontier"]).markdown()
+    assert md.rstrip().endswith("a 38.25; b –")

@@ -54,6 +54,9 @@ class Layout:
     plot: Plot | None = None
     #: Column values left out: a detector table has no column for the undefended run (it has no score).
     drop_cols: tuple[Any, ...] = ()
+    #: The stealth price's ASR bar: the markdown then names, per plot series, the highest x (PSNR)
+    #: whose cell's mean ASR reaches it (``stealth_price``).
+    price_asr: float | None = None
 
 
 _ASR = ("asr",)
@@ -79,7 +82,7 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
            Plot("attack.rate", "asr", VECTOR, "poisoning rate", "ASR")),
     Layout("table24", "Table 24: prior attacks and BADSEG", (VECTOR,)),
     Layout("frontier", "The stealth frontier: ASR against PSNR", ("attack", "trigger.intensity"), None,
-           ("asr", "psnr", "cba"), Plot("psnr", "asr", "attack", "PSNR (dB)", "ASR")),
+           ("asr", "psnr", "cba"), Plot("psnr", "asr", "attack", "PSNR (dB)", "ASR"), price_asr=0.9),
 )}
 
 
@@ -225,6 +228,10 @@ class SweepTable:
                 cells.append("–" if mean is None else f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}")
             n_text = "/".join(str(n) for n in sorted(ns - {0})) or "0"
             lines.append("| " + " | ".join([str(v) for v in row] + cells) + f" | {n_text} |")
+        if lay.price_asr is not None and lay.plot is not None:
+            price = stealth_price(plot_points(self), lay.price_asr)
+            lines += ["", f"Stealth price (highest {lay.plot.x_label} at mean {lay.plot.y_label} ≥ {lay.price_asr:g}): "
+                      + "; ".join(f"{k} {'–' if v is None else f'{v:.2f}'}" for k, v in price.items())]
         return "\n".join(lines) + "\n"
 
     def csv(self) -> str:
@@ -289,6 +296,13 @@ def custom_layout(base: Layout, rows: list[str] | None, cols: str | None, metric
     return Layout(base.name, base.title, tuple(rows) if rows else base.rows,
                   None if cols == "none" else cols or base.cols, tuple(metrics) if metrics else base.metrics,
                   base.plot if not (rows or cols or metrics) else None, base.drop_cols if not cols else ())
+
+
+def stealth_price(points: dict[Any, list[tuple[float, float, float | None]]],
+                  asr_min: float) -> dict[Any, float | None]:
+    """Per series of ``plot_points``: the highest x (PSNR) whose mean y (ASR) is at least
+    ``asr_min``, or None where no point reaches it (issue 19's "stealth price")."""
+    return {k: max((x for x, y, _ in pts if y >= asr_min), default=None) for k, pts in points.items()}
 
 
 def plot_points(table: SweepTable) -> dict[Any, list[tuple[float, float, float | None]]]:
