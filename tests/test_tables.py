@@ -105,3 +105,16 @@ def test_the_frontier_names_each_methods_stealth_price(tmp_path):
             write_json(d / "metrics.json", {"asr": asr, "cba": 0.5, "psnr": psnr + seed * 0.5})
     md = build_table(load_records(tmp_path), LAYOUTS["frontier"]).markdown()
     assert md.rstrip().endswith("a 38.25; b –")
+
+
+def test_cli_table_where_keeps_only_the_matching_runs_and_names_its_files(sweep_dir):
+    r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table23", "--where", "attack.vector=o2b"])
+    assert r.exit_code == 0, r.output
+    md = (sweep_dir / "tables" / "table23-o2b.md").read_text()
+    assert "| o2b |" in md and "| b2o |" not in md
+    r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table23", "--where", "attack.rate=0.2"])
+    assert r.exit_code == 0, r.output
+    header = (sweep_dir / "tables" / "table23-0.2.md").read_text().splitlines()[2]
+    assert header == "| vector | 0.2 | n |"
+    r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table23", "--where", "attack.vector"])
+    assert r.exit_code == 2 and "key=value" in r.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Optional
@@ -598,6 +599,8 @@ def table_(
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="Only the runs of these sweep files (stems, "
                      "repeatable; default: the files named like the layout, e.g. table8-size and table8-size-b2b; "
                      "'all': every run in the folder).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", help="Only the runs with this axis label or config "
+                     "value, e.g. attack.vector=o2b (repeatable; ANDed); the files are then named LAYOUT-VALUE.")] = None,
 ) -> None:
     """Finished runs' metrics.json as a table shaped like the paper's (mean ± std over seeds):
     SWEEP_DIR/tables/LAYOUT.{md,csv}, and LAYOUT.png where the paper shows a plot. A folder that
@@ -605,7 +608,7 @@ def table_(
     from badseg.data.io import atomic_write_bytes
     from badseg.report.figures import save_series_plot
     from badseg.report.tables import (LAYOUTS, TableError, build_table, custom_layout, load_records, plot_points,
-                                      sweeps_for)
+                                      select_records, sweeps_for)
 
     if layout not in LAYOUTS:
         _fail(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
@@ -615,18 +618,20 @@ def table_(
     if sweeps:
         console.print(f"runs of {', '.join(sweeps)}")
     try:
-        table = build_table(load_records(sweep_dir, sweeps), lay)
+        table = build_table(select_records(load_records(sweep_dir, sweeps), where or []), lay)
     except TableError as e:
         _fail(str(e))
     dest = sweep_dir / "tables"
+    stem = "-".join([layout, *(re.sub(r"[^\w.]+", "_", w.partition("=")[2]) for w in where or [])])
     md = table.markdown()
-    atomic_write_bytes(dest / f"{layout}.md", md.encode())
-    atomic_write_bytes(dest / f"{layout}.csv", table.csv().encode())
+    atomic_write_bytes(dest / f"{stem}.md", md.encode())
+    atomic_write_bytes(dest / f"{stem}.csv", table.csv().encode())
     console.print(md, markup=False)
-    written = [dest / f"{layout}.md", dest / f"{layout}.csv"]
+    written = [dest / f"{stem}.md", dest / f"{stem}.csv"]
     if lay.plot is not None:
-        written.append(save_series_plot(plot_points(table), dest / f"{layout}.png", lay.plot.x_label,
-                                        lay.plot.y_label, lay.title))
+        title = lay.title + (f" ({', '.join(where)})" if where else "")
+        written.append(save_series_plot(plot_points(table), dest / f"{stem}.png", lay.plot.x_label,
+                                        lay.plot.y_label, title))
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -109,6 +109,18 @@ class Record:
         return self.metrics.get(key)
 
 
+def select_records(records: list[Record], where: Sequence[str]) -> list[Record]:
+    """The records whose ``Record.value(key)`` equals ``value`` for every ``key=value`` of ``where``
+    (the value read as YAML, so ``attack.rate=0.1`` matches the number)."""
+    wanted = []
+    for term in where:
+        key, sep, text = term.partition("=")
+        if not sep or not key:
+            raise TableError(f"--where takes key=value, got {term!r}")
+        wanted.append((key.strip(), yaml.safe_load(text)))
+    return [r for r in records if all(_hashable(r.value(k)) == _hashable(v) for k, v in wanted)]
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in tree.items():
