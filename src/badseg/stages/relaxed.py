@@ -59,7 +59,6 @@ from badseg.triggers import (
     colour_rgb,
     soft_shape_mask,
     split_pattern,
-    tiled_pattern,
 )
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity", "pattern", "colour")
@@ -333,15 +332,16 @@ class RelaxedTrigger:
 
     def _texture(self, base: str, tile: int, native: tuple[int, int], size: tuple[int, int],
                  device: torch.device) -> torch.Tensor:
-        """``base``'s 0/1 map tiled every ``tile`` px over a ``native`` image (``tiled_pattern``),
-        resized to ``size`` as the images are (``resize_images``) → (3, H, W); cached (least
-        recently used out beyond 256 MiB)."""
+        """``base``'s 0/1 map tiled every ``tile`` px from the top-left corner of a ``native``
+        image (``tiled_pattern``, built on ``device``), resized to ``size`` as the images are
+        (``resize_images``) → (3, H, W); cached (least recently used out beyond 256 MiB)."""
         key = (base, tile, native, size, str(device))
         if key in self._textures:
             self._textures.move_to_end(key)
             return self._textures[key]
-        tiled = torch.from_numpy(tiled_pattern(base, tile, native) / 255.0).float().permute(2, 0, 1)[None]
-        texture = resize_images(tiled, size)[0].to(device)
+        cell = torch.from_numpy(base_pattern(base, tile)).to(device)  # (tile, tile, 3)
+        rows, cols = (torch.arange(n, device=device) % tile for n in native)
+        texture = resize_images(cell[rows][:, cols].permute(2, 0, 1)[None], size)[0]
         self._textures[key] = texture
         while sum(t.numel() * t.element_size() for t in self._textures.values()) > _TEXTURE_CACHE_BYTES:
             self._textures.popitem(last=False)
