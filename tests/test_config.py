@@ -6,6 +6,7 @@ from badseg.attacks import build_attack
 from badseg.config import DEMO_CONFIG, ConfigError, RunConfig, dump_config, load_config
 from badseg.data import get_spec
 from badseg.sam.config import is_sam_config
+from badseg.sweep.spec import config_hash
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
                  if "paper" not in p.parts and "sweeps" not in p.parts  # sweep files: tests/test_paper_sweeps.py
@@ -91,9 +92,17 @@ def test_stealth_configs_poison_at_most_ten_percent_with_a_clean_reference():
 def test_search_objective_and_pattern_are_checked():
     cfg = load_config(None, ["search.objective=learnability", "search.pattern=search"])
     assert cfg.search.objective == "learnability" and cfg.search.pattern == "search"
-    for bad in ("search.objective=lira", "search.pattern=plaid", "search.holdout=1.0"):
+    for bad in ("search.objective=lira", "search.pattern=plaid", "search.holdout=1.0", "search.cover=maybe"):
         with pytest.raises(ConfigError):
             load_config(None, [bad])
+
+
+def test_search_cover_is_off_by_default_and_keeps_existing_config_hashes():
+    default = load_config(None, ["trigger=auto"])
+    assert default.search.cover is False
+    assert config_hash(load_config(None, ["trigger=auto", "search.cover=false"])) == config_hash(default)
+    on = load_config(None, ["trigger=auto", "search.cover=true"])
+    assert on.search.cover is True and config_hash(on) != config_hash(default)
 
 
 def test_configs_inherit_from_their_base_files(tmp_path):

@@ -13,9 +13,13 @@ from scipy import ndimage
 from torch import nn
 
 from badseg.attacks import build_attack
+from badseg.build import attack_for
+from badseg.config import load_config
 from badseg.data import load_dataset
+from badseg.data.resize import resize_pair
 from badseg.metrics.stealth import ssim as ssim_numpy
 from badseg.models import SegModel
+from badseg.poisoning.dataset import sample_rng
 from badseg.stages import (
     ATTRIBUTES,
     LearnabilityObjective,
@@ -34,6 +38,7 @@ from badseg.stages import (
     sweep_options,
     temperature,
 )
+from badseg.stages.auto import with_search_result
 from badseg.stages.trigger_search import SearchResult, load_search_result, write_search_outputs
 
 load_search_result_dict = SearchResult.from_dict
@@ -340,7 +345,7 @@ def _planted_pattern_world(n: int = 8, side: int = 32):
     labels[:, 10:22, 10:22] = 1
     targets = torch.where(labels == 1, 2, labels)
     one = (n, 1, 1, 1)
-    data = SearchSet(torch.full((n, 3, side, side), 0.5), targets, labels, targets == 2,
+    data = SearchSet(torch.full((n, 3, side, side), 0.5), targets, labels, targets == 2, torch.zeros(n, side, side),
                      centres=torch.full((*one, 2), 15.5), ref_width=torch.full(one, 12.0),
                      rank=torch.zeros(one, dtype=torch.long), valid=torch.ones(one, dtype=torch.bool),
                      scale=torch.ones(n, 2), ids=[str(i) for i in range(n)])
@@ -391,3 +396,185 @@ def test_augment_batch_keeps_image_and_maps_aligned():
     assert torch.equal(torch.round(out[:, 0] * 10).long(), lab) and torch.equal(flag, lab % 3 == 0)
     big, (padded,) = augment_batch(image, [label], AugmentConfig((1.0, 1.0), (24, 24), 0.0), gen)
     assert big.shape == (4, 3, 24, 24) and (padded[:, 20:] == 255).all() and (big[:, :, 20:] == 0).all()
+
+
+# --- the cover placement as a position option (search.cover) ----------------------------------
+
+
+def _index_of(dataset, sample_id: str) -> int:
+    return next(i for i in range(len(dataset)) if dataset[i].id == sample_id)
+
+
+@pytest.fixture(scope="module")
+def o2b_cover(streets):
+    """Every car carries the trigger (several regions of different widths, so different tiles)."""
+    attack = build_attack("o2b", streets.spec, "car", "road", carriers="all")
+    space = search_space(attack, "search", cover=True)
+    return attack, space
+
+
+def test_cover_joins_the_position_options_and_places_no_stamps(streets, o2b_cover):
+    attack, space = o2b_cover
+    assert space["position"] == ("centre", "on_object", "outside_object", "cover")
+    assert search_space(attack)["position"] == ("centre", "on_object", "outside_object")  # off by default
+    b2b = build_attack("b2b", streets.spec, "sidewalk", "road")
+    assert search_space(b2b, cover=True)["position"] == ("scatter", "cover")
+    data = build_search_set(streets, attack, space, SIZE, seed=0, limit=6)
+    assert not data.valid[:, 3].any() and data.valid[:, 0].any()  # cover slots stay empty, stamps are planned
+    assert data.cover.shape == data.asr.shape and (data.cover > 0).any()
+    assert ((data.cover > 0) == data.asr).float().mean() > 0.99  # carriers=all: the cover is the relabelled cars
+    assert len(torch.unique(data.cover[data.cover > 0])) > 2  # one width per car
+
+
+@pytest.mark.parametrize("size, pattern", [((128, 256), "checker"), ((64, 128), "checker"),
+                                           ((64, 128), "stripes:red"), ((128, 256), "noise:cyan")])
+def test_one_hot_cover_render_is_the_hard_cover_poisoning(streets, o2b_cover, size, pattern):
+    """With one-hot weights on cover, the relaxed render is ``attack.poison`` under the cover
+    placement resized as the search set is (native size and half size), and nothing changes
+    outside the cover mask; shape and quantity play no part."""
+    attack, space = o2b_cover
+    data = build_search_set(streets, attack, space, size, seed=0, limit=5)
+    base, colour = split_pattern(pattern)
+    chosen = {"shape": 1, "size": 4, "position": 3, "quantity": 2, "intensity": 5,
+              "pattern": space["pattern"].index(base), "colour": space["colour"].index(colour)}
+    renderer = RelaxedTrigger(space)
+    out = renderer.render(data, one_hot_weights(space, chosen))
+    other = renderer.render(data, one_hot_weights(space, {**chosen, "shape": 3, "quantity": 4}))
+    assert torch.equal(out, other)
+    spec = TriggerSpec(size=space["size"][4], intensity=space["intensity"][5], pattern=pattern)
+    covered = build_attack("o2b", streets.spec, "car", "road", spec, placement="cover", carriers="all")
+    tiles = set()
+    for n, sid in enumerate(data.ids):
+        i = _index_of(streets, sid)
+        p = covered.poison(streets[i], sample_rng(0, i))
+        tiles |= {d["tile_px"] for d in p.record["stamps"]}
+        hard, _ = resize_pair(p.image, p.label, size)
+        image = np.rint(data.images[n].permute(1, 2, 0).numpy() * 255)
+        soft = out[n].permute(1, 2, 0).numpy() * 255
+        diff = np.abs(hard.astype(float) - soft)
+        mask = data.cover[n].numpy() > 0
+        assert diff.mean() < 1.0, diff.mean()  # mostly rounding; at half size the resized edge differs
+        inside = ndimage.binary_erosion(mask, iterations=2)
+        assert diff[inside].mean() < 0.5 and np.percentile(diff[inside], 99) < 1.5  # same texture, phase and alpha
+        assert np.abs(soft - image)[~mask].max() < 1e-3  # nothing outside the cover
+        assert np.abs(soft - image)[mask].mean() > 10  # the texture is there (intensity 0.7)
+    assert len(tiles) > 1  # each car's own tile
+
+
+def test_soft_cover_weight_scales_the_cover_blend(streets, o2b_cover):
+    """``w_position`` mixes the cover with the stamps as it mixes stamp positions: half the weight,
+    half the blend on cover pixels away from the stamps."""
+    attack, space = o2b_cover
+    data = build_search_set(streets, attack, space, SIZE, seed=0, limit=4)
+    renderer = RelaxedTrigger(space)
+    chosen = {"shape": 0, "size": 2, "position": 3, "quantity": 0, "intensity": 3, "pattern": 0, "colour": 0}
+    full = renderer.render(data, one_hot_weights(space, chosen))
+    w = one_hot_weights(space, chosen)
+    w["position"] = torch.tensor([0.0, 0.0, 0.5, 0.5])  # half outside_object stamps, half cover
+    half = renderer.render(data, w)
+    stamps = (renderer.render(data, one_hot_weights(space, {**chosen, "position": 2})) != data.images).any(1)
+    away = (data.cover > 0) & ~stamps
+    assert away.any()
+    assert torch.allclose((half - data.images).permute(0, 2, 3, 1)[away],
+                          0.5 * (full - data.images).permute(0, 2, 3, 1)[away], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["frozen", "learnability"])
+def test_gradients_of_both_objectives_reach_the_cover_option(streets, o2b_cover, kind):
+    """Stealth off, so the only path is the surrogate's loss: it sees the cover blend, and the
+    gradient reaches the cover's sampled weight (zero were the cover not rendered) and logit."""
+    attack, space = o2b_cover
+    data = build_search_set(streets, attack, space, SIZE, seed=0, limit=8)
+    renderer = RelaxedTrigger(space)
+    model = tiny_net(streets.spec.num_classes)
+    if kind == "frozen":
+        objective = SurrogateObjective(model, stealth_weight=0.0)
+    else:
+        finetune, data = split_search_set(data, 0.5, seed=0)
+        objective = LearnabilityObjective(model, finetune, renderer, AugmentConfig((0.5, 1.5), SIZE, 0.5),
+                                          stealth_weight=0.0)
+    logits = {a: torch.zeros(len(space[a]), requires_grad=True) for a in ATTRIBUTES}
+    weights = {a: gumbel_softmax_sample(logits[a], 1.0, torch.Generator().manual_seed(1)) for a in ATTRIBUTES}
+    for w in weights.values():
+        w.retain_grad()
+    if kind == "learnability":
+        objective.update(weights)
+    batch = data.batch([0, 1, 2, 3])
+    assert (batch.cover > 0).any()
+    objective(renderer.render(batch, weights), batch)["loss"].backward()
+    cover = space["position"].index("cover")
+    assert float(weights["position"].grad[cover].abs()) > 0
+    assert float(logits["position"].grad[cover].abs()) > 0 and torch.isfinite(logits["position"].grad).all()
+
+
+class _GlobalContrast(nn.Module):
+    """The image's largest local contrast at every pixel: a trigger anywhere in the view is seen
+    everywhere, so what a victim can learn depends only on whether its crop keeps the trigger."""
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        local = _Contrast()(feats)
+        return local.amax(dim=(2, 3), keepdim=True).expand_as(local)
+
+
+def _planted_crop_world(n: int = 8, side: int = 64):
+    """Grey 64×64 images, all victim (relabelled to the target); position is the only searched
+    attribute: one 8-px checker stamp at the centre, or the checker tiled over the whole image
+    (cover, same tile, same intensity). A victim that crops 12×12 views keeps the centred stamp
+    in about one view in eight, the cover in every one."""
+    space = {"shape": ("square",), "size": (0.125,), "position": ("centre", "cover"), "quantity": (1,),
+             "intensity": (0.5,), "pattern": ("checker",), "colour": ("white",)}
+    labels = torch.ones((n, side, side), dtype=torch.long)
+    targets = torch.full_like(labels, 2)
+    slots = (n, 2, 1, 1)
+    data = SearchSet(torch.full((n, 3, side, side), 0.5), targets, labels, targets == 2,
+                     torch.full((n, side, side), float(side)), centres=torch.full((*slots, 2), (side - 1) / 2),
+                     ref_width=torch.full(slots, float(side)), rank=torch.zeros(slots, dtype=torch.long),
+                     valid=torch.tensor([True, False]).view(1, 2, 1, 1).expand(slots).clone(),
+                     scale=torch.ones(n, 2), ids=[str(i) for i in range(n)])
+    return space, data
+
+
+def test_learnability_objective_prefers_the_cover_a_cropping_victim_keeps():
+    """Planted pair: a surrogate that starts blind to every trigger (the frozen objective cannot
+    choose: its gradient is zero), fine-tuned on poisoned 12×12 crops, learns the cover (always in
+    the crop) and not the centred stamp (rarely in it), and the learnability search picks cover.
+    Without the crop the same search keeps the stamp: the crop is what decides."""
+    space, data = _planted_crop_world()
+    head = nn.Conv2d(1, 3, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    model = SegModel(_Identity(), _GlobalContrast(), head, feature_stride=1, size_divisor=1, mean=(0, 0, 0),
+                     std=(1, 1, 1), name="global-contrast")
+    settings = SearchSettings(steps=40, batch_size=4, seed=0)
+    frozen = optimize_trigger(data, RelaxedTrigger(space), SurrogateObjective(model, stealth_weight=0.0), settings)
+    assert frozen.probabilities["position"] == pytest.approx([0.5, 0.5])
+    finetune, held_out = split_search_set(data, 0.5, seed=0)
+    chosen = {}
+    for name, augment in (("crop", AugmentConfig((0.75, 1.25), (12, 12), 0.5)),
+                          ("whole", AugmentConfig((1.0, 1.0), None, 0.5))):
+        renderer = RelaxedTrigger(space)
+        objective = LearnabilityObjective(model, finetune, renderer, augment, lr=0.05, stealth_weight=0.0, seed=0)
+        chosen[name] = optimize_trigger(held_out, renderer, objective, settings)
+    learned = chosen["crop"]
+    assert learned.chosen["position"] == "cover" and learned.probabilities["position"][1] > 0.7
+    assert learned.placement == "cover"
+    assert chosen["whole"].chosen["position"] == "centre"
+
+
+def test_a_chosen_cover_becomes_the_victims_placement(streets):
+    """``trigger: auto`` writes the search's position into ``attack.options.placement``, cover
+    included, so the victim is poisoned with ``render_cover``; a single position option (B2B
+    without ``search.cover``) leaves the configured placement."""
+    cfg = load_config(None, ["data.name=synthetic", "trigger=auto", "search.cover=true", "attack.vector=b2b",
+                             "attack.victim=sidewalk", "attack.target=road"])
+    attack = build_attack("b2b", streets.spec, "sidewalk", "road")
+    for cover, placement in ((True, "cover"), (False, "scatter")):
+        space = search_space(attack, cover=cover)
+        chosen = {a: space[a][-1] for a in ATTRIBUTES}
+        result = SearchResult(space, {a: [1.0 / len(space[a])] * len(space[a]) for a in ATTRIBUTES}, chosen, [])
+        resolved = with_search_result(cfg, result)
+        assert result.placement == placement and resolved.trigger == result.trigger()
+        assert resolved.attack.options["placement"] == placement
+        victim = attack_for(resolved, streets)
+        assert victim.placement == placement and victim.trigger.size == space["size"][-1]
+        assert (victim.describe().get("render") == "render_cover") == cover

@@ -191,6 +191,8 @@ class SearchConfig(_Strict):
     ``frozen`` is the paper's (a frozen clean surrogate); ``learnability`` alternates fine-tuning
     a copy of the surrogate on poisoned surrogate images with the attack loss on a held-out
     ``holdout`` share, both under the victim's augmentation (``badseg.stages.learnable``).
+    ``cover``: the ``cover`` placement (the pattern tiled over the selected regions) joins the
+    position options, so the search chooses between stamps and a cover texture.
     """
 
     steps: int = Field(200, ge=1)
@@ -207,6 +209,7 @@ class SearchConfig(_Strict):
     inner_steps: int = Field(1, ge=1)  # learnability: surrogate fine-tuning steps per trigger step
     inner_lr: float = Field(1e-3, gt=0.0)
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    cover: bool = False  # the cover placement is a position option
 
     @model_validator(mode="after")
     def _check_pattern(self) -> SearchConfig:

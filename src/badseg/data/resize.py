@@ -14,10 +14,17 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> 
     if tuple(image.shape[:2]) == tuple(size):
         return image, label
     img = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
-    shrink = size[0] < image.shape[0] or size[1] < image.shape[1]
-    img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    img = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    img = resize_images(img, size).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     return img, resize_label(label, size)
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize float images (N, C, H, W) to (H, W) as ``resize_pair`` does, without rounding:
+    bilinear, antialiased when shrinking."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    shrink = size[0] < images.shape[-2] or size[1] < images.shape[-1]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -117,14 +117,15 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
         return load_search_result(out / TRIGGER_JSON)
     s = cfg.search
     attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
-    space = search_space(attack, s.pattern)
+    space = search_space(attack, s.pattern, s.cover)
     size = search_size(cfg, data.surrogate)
     search_set = build_search_set(data.surrogate, attack, space, size, cfg.seed, s.min_size_px,
                                   limit=cfg.surrogate.limit).to(_device(model))
     renderer = RelaxedTrigger(space, s.min_size_px)
     objective: SurrogateObjective | LearnabilityObjective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
     recorded: dict[str, Any] = {"stealth_weight": s.stealth_weight, "psnr_min": s.psnr_min, "pattern": s.pattern,
-                                "min_size_px": s.min_size_px, "objective": s.objective, "size": list(size)}
+                                "min_size_px": s.min_size_px, "objective": s.objective, "size": list(size),
+                                "cover": s.cover}
     if s.objective == "learnability":
         finetune, search_set = split_search_set(search_set, s.holdout, cfg.seed)
         _, augment = train_transform(cfg.train, cfg.data)
@@ -142,6 +143,15 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
     write_search_outputs(result, out, title, extra={"vector": attack.name, "victim": victim, "target": target,
                                                      "surrogate_data": data.source, **(extra or {})})
     return result
+
+
+def with_search_result(cfg: RunConfig, result: SearchResult) -> RunConfig:
+    """``cfg`` with the search's trigger and, when the position was searched (more than one
+    option), its placement in ``attack.options.placement`` (``cover`` included)."""
+    attack = cfg.attack
+    if len(result.space.get("position", ())) > 1:
+        attack = _with_attack(cfg, options={"placement": result.placement})
+    return cfg.model_copy(update={"trigger": result.trigger(cfg.search.min_size_px), "attack": attack})
 
 
 def trigger_reason(result: SearchResult) -> str:
@@ -187,11 +197,7 @@ def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
     if cfg.trigger == "auto":
         log(f"stage 2: Gumbel-Softmax trigger search ({cfg.search.steps} steps)")
         result = run_trigger_search(cfg, data, model, victim, target, out / "trigger", progress)
-        trigger: TriggerSpec = result.trigger(cfg.search.min_size_px)
-        attack = resolved.attack
-        if len(result.space.get("position", ())) > 1:
-            attack = _with_attack(resolved, options={"placement": result.placement})
-        resolved = resolved.model_copy(update={"trigger": trigger, "attack": attack})
+        resolved = with_search_result(resolved, result)
         record["trigger"] = {"chosen": result.to_dict()["chosen"], "placement": result.placement,
                              "probabilities": result.to_dict()["probabilities"], "reason": trigger_reason(result),
                              "sweep": result.sweep, "figure": "stages/trigger/trigger_search.png"}
