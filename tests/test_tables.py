@@ -105,6 +105,9 @@ def test_the_frontier_names_each_methods_stealth_price(tmp_path):
             write_json(d / "metrics.json", {"asr": asr, "cba": 0.5, "psnr": psnr + seed * 0.5})
     md = build_table(load_records(tmp_path), LAYOUTS["frontier"]).markdown()
     assert md.rstrip().endswith("a 38.25; b –")
+    r = runner.invoke(app, ["table", str(tmp_path), "--layout", "frontier", "--where", "attack=a"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "tables" / "frontier-a.md").read_text().rstrip().endswith("a 38.25")
 
 
 def test_cli_table_where_keeps_only_the_matching_runs_and_names_its_files(sweep_dir):

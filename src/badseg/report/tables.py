@@ -307,7 +307,8 @@ def custom_layout(base: Layout, rows: list[str] | None, cols: str | None, metric
     """``base`` with its rows, columns or metrics replaced (``cols="none"``: no column key)."""
     return Layout(base.name, base.title, tuple(rows) if rows else base.rows,
                   None if cols == "none" else cols or base.cols, tuple(metrics) if metrics else base.metrics,
-                  base.plot if not (rows or cols or metrics) else None, base.drop_cols if not cols else ())
+                  base.plot if not (rows or cols or metrics) else None, base.drop_cols if not cols else (),
+                  base.price_asr if not (rows or cols or metrics) else None)
 
 
 def stealth_price(points: dict[Any, list[tuple[float, float, float | None]]],
