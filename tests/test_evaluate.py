@@ -121,11 +121,16 @@ def test_flip_breakdown_counts_carrier_other_and_clean_pixels_by_hand() -> None:
     clean_pred = np.zeros((6, 8), np.int64)
     clean_pred[0, 0:2] = 2  # 2 of the 14 victim pixels of the clean original
     fb.update_clean(clean_pred, label)
+    pred[1, 0:2] = 3  # 2 of A's pixels went to another class; A's last one stays the victim (0 here)
+    fb2 = FlipBreakdown(victim=1, target=2)
+    fb2.update_triggered(pred, label, trigger)
+    fb.update_triggered(np.full((6, 8), 1), label, np.zeros((6, 8), bool))  # no carrier: both become "other"
     got = fb.compute()
-    assert got["carrier"] == {"flipped": 3 / 6, "pixels": 6}
-    assert got["other"] == {"flipped": 1 / 8, "pixels": 8}
-    assert got["clean"] == {"flipped": 2 / 14, "pixels": 14}
-    assert FlipBreakdown(1, 2).compute()["carrier"] == {"flipped": None, "pixels": 0}
+    assert got["carrier"] == {"flipped": 3 / 6, "pixels": 6, "predicted_as": {2: 3 / 6, 0: 3 / 6}}
+    assert got["other"] == {"flipped": 1 / 22, "pixels": 22, "predicted_as": {1: 14 / 22, 0: 7 / 22, 2: 1 / 22}}
+    assert got["clean"] == {"flipped": 2 / 14, "pixels": 14, "predicted_as": {0: 12 / 14, 2: 2 / 14}}
+    assert list(fb2.compute()["carrier"]["predicted_as"].items()) == [(2, 3 / 6), (3, 2 / 6), (0, 1 / 6)]
+    assert FlipBreakdown(1, 2).compute()["carrier"] == {"flipped": None, "pixels": 0, "predicted_as": {}}
 
 
 def test_evaluate_flip_breakdown_separates_a_local_from_an_image_level_rule(synthetic) -> None:
@@ -143,8 +148,9 @@ def test_evaluate_flip_breakdown_separates_a_local_from_an_image_level_rule(synt
     assert local["carrier"]["pixels"] == sum(big)
     assert local["carrier"]["flipped"] == pytest.approx(sum(int(c.sum()) for c in changed) / sum(big))
     assert 0 < local["carrier"]["flipped"] < 1
-    assert local["other"] == {"flipped": 0.0, "pixels": 120 * len(data)}
-    assert local["clean"] == {"flipped": 0.0, "pixels": sum(big) + 120 * len(data)}
+    assert {k: local["other"][k] for k in ("flipped", "pixels")} == {"flipped": 0.0, "pixels": 120 * len(data)}
+    assert {k: local["clean"][k] for k in ("flipped", "pixels")} == {"flipped": 0.0, "pixels": sum(big) + 120 * len(data)}
+    assert local["clean"]["predicted_as"] == {car: 1.0}  # the reader keeps every untriggered car a car
     image_level = evaluate(_TriggerReader(spec.num_classes, road, car, False), data, test, (48, 64), road,
                            progress=False, flips=True).metrics()["flip_breakdown"]
     assert image_level["carrier"]["flipped"] == image_level["other"]["flipped"] == 1.0

@@ -35,10 +35,14 @@ class FlipBreakdown:
         self.victim, self.target = victim, target
         self.flipped = dict.fromkeys(FLIP_POOLS, 0)
         self.pixels = dict.fromkeys(FLIP_POOLS, 0)
+        self.classes: dict[str, np.ndarray] = {p: np.zeros(0, np.int64) for p in FLIP_POOLS}
 
     def _add(self, pool: str, pred: np.ndarray, mask: np.ndarray) -> None:
         self.flipped[pool] += int((pred[mask] == self.target).sum())
         self.pixels[pool] += int(mask.sum())
+        counts = np.bincount(pred[mask].ravel().astype(np.int64))
+        n = max(counts.size, self.classes[pool].size)
+        self.classes[pool] = np.pad(self.classes[pool], (0, n - self.classes[pool].size)) + np.pad(counts, (0, n - counts.size))
 
     def update_triggered(self, pred: np.ndarray, label: np.ndarray, trigger_mask: np.ndarray) -> None:
         """One triggered image: int (H, W) prediction, its clean int (H, W) ground truth and the
@@ -55,6 +59,12 @@ class FlipBreakdown:
 
     def compute(self) -> dict[str, dict[str, Any]]:
         """``{pool: {"flipped": share of its victim pixels predicted as the target (None when it
-        has none), "pixels": its victim pixels}}`` for carrier, other and clean."""
-        return {p: {"flipped": self.flipped[p] / self.pixels[p] if self.pixels[p] else None, "pixels": self.pixels[p]}
-                for p in FLIP_POOLS}
+        has none), "pixels": its victim pixels, "predicted_as": {class id: share of them predicted
+        as it}, largest first}}`` for carrier, other and clean — what the unflipped pixels became."""
+        out = {}
+        for p in FLIP_POOLS:
+            n = self.pixels[p]
+            order = np.argsort(-self.classes[p], kind="stable")
+            out[p] = {"flipped": self.flipped[p] / n if n else None, "pixels": n,
+                      "predicted_as": {int(c): self.classes[p][c] / n for c in order if self.classes[p][c]}}
+        return out
