@@ -654,12 +654,17 @@ def eval_(
     metrics["clean_model_cba"] = None
     _print_metrics(metrics, run_dir)
     if breakdown:
+        from badseg.data import get_spec
+
+        classes = get_spec(metrics["dataset"]).classes
         table = Table(title="victim pixels predicted as the target", title_justify="left")
-        for col in ("where", "flipped", "victim pixels"):
-            table.add_column(col, justify="left" if col == "where" else "right")
+        for col in ("where", "flipped", "victim pixels", "predicted as"):
+            table.add_column(col, justify="right" if col in ("flipped", "victim pixels") else "left")
         names = {"carrier": "instance carrying the trigger", "other": "other instances, triggered images",
                  "clean": "clean originals"}
         for pool, row in metrics["flip_breakdown"].items():
-            table.add_row(names[pool], "n/a" if row["flipped"] is None else f"{row['flipped']:.3f}", str(row["pixels"]))
+            shares = ", ".join(f"{classes[int(c)]} {v:.3f}" for c, v in list(row["predicted_as"].items())[:3])
+            table.add_row(names[pool], "n/a" if row["flipped"] is None else f"{row['flipped']:.3f}", str(row["pixels"]),
+                          shares)
         console.print(table)
     console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")

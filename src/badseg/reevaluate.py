@@ -54,6 +54,6 @@ def reevaluate(run_dir: str | Path, overrides: list[str], progress: bool = False
     metrics = evaluate(model, test, poisoned, size, attack.target, cfg.eval_batch_size, device,
                        StealthMeter.from_weights(cfg.lpips_weights), progress, slide=slide, flips=breakdown).metrics()
     metrics.update(overrides=list(overrides), n_poisoned_test=len(poisoned), test_skipped=poisoned.skipped,
-                   attack=attack.describe(), pipeline=victim_pipeline(cfg))
+                   attack=attack.describe(), dataset=train.spec.name, pipeline=victim_pipeline(cfg))
     write_json(run_dir / EVALS / f"{eval_name(overrides)}.json", metrics)
     return metrics
