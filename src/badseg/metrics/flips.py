@@ -40,9 +40,9 @@ class FlipBreakdown:
     def _add(self, pool: str, pred: np.ndarray, mask: np.ndarray) -> None:
         self.flipped[pool] += int((pred[mask] == self.target).sum())
         self.pixels[pool] += int(mask.sum())
-        counts = np.bincount(pred[mask].ravel().astype(np.int64))
-        n = max(counts.size, self.classes[pool].size)
-        self.classes[pool] = np.pad(self.classes[pool], (0, n - self.classes[pool].size)) + np.pad(counts, (0, n - counts.size))
+        counts = np.bincount(pred[mask].ravel().astype(np.int64), minlength=self.classes[pool].size)
+        counts[: self.classes[pool].size] += self.classes[pool]
+        self.classes[pool] = counts
 
     def update_triggered(self, pred: np.ndarray, label: np.ndarray, trigger_mask: np.ndarray) -> None:
         """One triggered image: int (H, W) prediction, its clean int (H, W) ground truth and the
