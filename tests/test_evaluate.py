@@ -133,6 +133,29 @@ def test_flip_breakdown_counts_carrier_other_and_clean_pixels_by_hand() -> None:
     assert FlipBreakdown(1, 2).compute()["carrier"] == {"flipped": None, "pixels": 0, "predicted_as": {}}
 
 
+def test_flip_breakdown_pools_victim_pixels_by_instance_area_by_hand() -> None:
+    label = np.zeros((40, 40), np.int64)
+    label[0:2, 0:5] = 1  # 10 px: bin [0, 64)
+    label[10:20, 0:10] = 1  # 100 px: bin [64, 256)
+    label[25:40, 20:40] = 1  # 300 px: bin [256, 1024)
+    pred = np.zeros_like(label)
+    pred[0, 0:5] = 2  # 5 of the 10-px instance
+    pred[10:20, 0:10] = 2  # all of the 100-px one
+    pred[25:28, 20:40] = 2  # 60 of the 300-px one
+    pred[5, 30] = 2  # not a victim pixel
+    fb = FlipBreakdown(victim=1, target=2)
+    fb.update_triggered(pred, label, np.zeros_like(label, dtype=bool))
+    small = np.zeros((8, 8), np.int64)
+    small[0:3, 0:3] = 1  # a second small instance, never flipped
+    fb.update_triggered(np.zeros_like(small), small, np.zeros_like(small, dtype=bool))
+    assert fb.by_area() == [
+        {"area_px": [0, 64], "instances": 2, "pixels": 19, "flipped": 5 / 19},
+        {"area_px": [64, 256], "instances": 1, "pixels": 100, "flipped": 1.0},
+        {"area_px": [256, 1024], "instances": 1, "pixels": 300, "flipped": 60 / 300},
+    ]
+    assert FlipBreakdown(1, 2).by_area() == []
+
+
 def test_evaluate_flip_breakdown_separates_a_local_from_an_image_level_rule(synthetic) -> None:
     spec = synthetic.spec
     road, car = spec.class_id("road"), spec.class_id("car")

@@ -38,6 +38,9 @@ def test_eval_reproduces_the_runs_own_metrics_and_measures_another_test_set(tmp_
     assert pools["carrier"]["pixels"] > 0
     assert pools["carrier"]["pixels"] + pools["other"]["pixels"] == pools["clean"]["pixels"]
     assert all(0.0 <= p["flipped"] <= 1.0 for p in pools.values() if p["pixels"])
+    # the area bins hold the same triggered victim pixels, each instance once
+    assert sum(row["pixels"] for row in flips["flip_by_area"]) == pools["clean"]["pixels"]
+    assert "by instance area" in r.output
     assert (run / "metrics.json").read_bytes() == stored  # the run's own results are never touched
 
 

@@ -667,4 +667,13 @@ def eval_(
             table.add_row(names[pool], "n/a" if row["flipped"] is None else f"{row['flipped']:.3f}", str(row["pixels"]),
                           shares)
         console.print(table)
+        by_area = Table(title="victim pixels predicted as the target, by instance area at the input",
+                        title_justify="left")
+        for col in ("instance area (px)", "instances", "victim pixels", "flipped"):
+            by_area.add_column(col, justify="right")
+        for row in metrics["flip_by_area"]:
+            lo, hi = row["area_px"]
+            by_area.add_row(f"{lo}–{hi}" if hi is not None else f"≥ {lo}", str(row["instances"]), str(row["pixels"]),
+                            f"{row['flipped']:.3f}")
+        console.print(by_area)
     console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")

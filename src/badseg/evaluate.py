@@ -88,7 +88,8 @@ class EvalResult:
             ``n_asr_pixels``, ``n_decoy_pixels`` the pixels they were counted over.
         asr_by_stamp_px: rows of ``StampWidthBreakdown.compute``.
         stealth: ``StealthMeter.compute`` (psnr, ssim, lpips, lpips_reason, n_images), or {}.
-        flip_breakdown: ``FlipBreakdown.compute`` (carrier / other / clean), or None when not asked.
+        flip_breakdown: ``FlipBreakdown.compute`` (carrier / other / clean), or None when not asked;
+            ``flip_by_area`` its ``by_area`` rows (the flip rate by victim-instance area).
         samples: the figure samples with their predictions.
     """
 
@@ -102,6 +103,7 @@ class EvalResult:
     asr_by_stamp_px: list[dict[str, Any]]
     stealth: dict[str, Any] = field(default_factory=dict)
     flip_breakdown: dict[str, dict[str, Any]] | None = None
+    flip_by_area: list[dict[str, Any]] | None = None
     samples: list[FigureSample] = field(default_factory=list, repr=False)
 
     def metrics(self) -> dict[str, Any]:
@@ -111,6 +113,8 @@ class EvalResult:
                "per_class_iou": self.per_class_iou, "asr_by_stamp_px": self.asr_by_stamp_px, **self.stealth}
         if self.flip_breakdown is not None:
             out["flip_breakdown"] = self.flip_breakdown
+        if self.flip_by_area is not None:
+            out["flip_by_area"] = self.flip_by_area
         return out
 
 
@@ -188,7 +192,8 @@ def evaluate(model: torch.nn.Module, clean_test: SegDataset, poisoned_test: Pois
                       false_activation=atk_m["false_activation"], n_asr_pixels=atk_m["n_asr_pixels"],
                       n_decoy_pixels=atk_m["n_decoy_pixels"], asr_by_stamp_px=by_width.compute(),
                       stealth=stealth.compute() if stealth is not None else {},
-                      flip_breakdown=breakdown.compute() if breakdown is not None else None, samples=samples)
+                      flip_breakdown=breakdown.compute() if breakdown is not None else None,
+                      flip_by_area=breakdown.by_area() if breakdown is not None else None, samples=samples)
 
 
 def poisoned_set_stealth(poisoned_test: PoisonedTestSet, stealth: StealthMeter, progress: bool = False,

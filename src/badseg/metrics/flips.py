@@ -8,6 +8,8 @@ trigger") or the image-level one ("a trigger anywhere"); "clean" is the flip rat
 trigger (docs/results.md, "Why the demo's ASR used to stop near 0.7"). Instances are the
 connected components (``scipy.ndimage.label``, 4-connectivity) of the victim class in the
 ground truth at the model's input; a carrier is one that overlaps the trigger mask.
+``by_area`` pools the triggered images' victim pixels by the area of their instance at the
+model's input instead: whether small, distant objects are the ones that resist.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from scipy import ndimage
 
 #: The three pools of victim pixels.
 FLIP_POOLS = ("carrier", "other", "clean")
+
+#: Bin edges (pixels at the model's input) of an instance's area in ``FlipBreakdown.by_area``.
+AREA_BINS: tuple[float, ...] = (0, 64, 256, 1024, 4096, float("inf"))
 
 
 class FlipBreakdown:
@@ -36,6 +41,9 @@ class FlipBreakdown:
         self.flipped = dict.fromkeys(FLIP_POOLS, 0)
         self.pixels = dict.fromkeys(FLIP_POOLS, 0)
         self.classes: dict[str, np.ndarray] = {p: np.zeros(0, np.int64) for p in FLIP_POOLS}
+        self.area_flipped = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
+        self.area_pixels = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
+        self.area_instances = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
 
     def _add(self, pool: str, pred: np.ndarray, mask: np.ndarray) -> None:
         self.flipped[pool] += int((pred[mask] == self.target).sum())
@@ -47,11 +55,17 @@ class FlipBreakdown:
     def update_triggered(self, pred: np.ndarray, label: np.ndarray, trigger_mask: np.ndarray) -> None:
         """One triggered image: int (H, W) prediction, its clean int (H, W) ground truth and the
         bool (H, W) trigger mask, all at the model's input size."""
-        comps, _ = ndimage.label(label == self.victim)
+        comps, n = ndimage.label(label == self.victim)
         carriers = np.unique(comps[trigger_mask & (comps > 0)])
         carrier = np.isin(comps, carriers) & (comps > 0)
         self._add("carrier", pred, carrier)
         self._add("other", pred, (comps > 0) & ~carrier)
+        area = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+        hits = np.bincount(comps[pred == self.target], minlength=n + 1)[1:]
+        bins = np.searchsorted(AREA_BINS, area, side="right") - 1
+        np.add.at(self.area_pixels, bins, area)
+        np.add.at(self.area_flipped, bins, hits)
+        np.add.at(self.area_instances, bins, 1)
 
     def update_clean(self, pred: np.ndarray, label: np.ndarray) -> None:
         """The clean original of a triggered image: int (H, W) prediction and ground truth."""
@@ -68,3 +82,13 @@ class FlipBreakdown:
             out[p] = {"flipped": self.flipped[p] / n if n else None, "pixels": n,
                       "predicted_as": {int(c): self.classes[p][c] / n for c in order if self.classes[p][c]}}
         return out
+
+    def by_area(self) -> list[dict[str, Any]]:
+        """One row per non-empty ``AREA_BINS`` bin of the triggered images' victim instances:
+        ``area_px`` ``[lo, hi)`` at the model's input, ``instances``, ``pixels``, ``flipped`` (the
+        share of those pixels predicted as the target)."""
+        edges = AREA_BINS
+        return [{"area_px": [int(lo), None if hi == float("inf") else int(hi)], "instances": int(k),
+                 "pixels": int(n), "flipped": float(f / n)}
+                for lo, hi, k, n, f in zip(edges[:-1], edges[1:], self.area_instances, self.area_pixels,
+                                           self.area_flipped) if k]
