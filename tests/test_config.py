@@ -105,6 +105,23 @@ def test_search_cover_is_off_by_default_and_keeps_existing_config_hashes():
     assert on.search.cover is True and config_hash(on) != config_hash(default)
 
 
+def test_search_options_replace_table_20_lists_and_are_checked():
+    from badseg.stages import search_space
+
+    cfg = load_config(None, ["trigger=auto", "attack.vector=o2b", "search.options.intensity=[0.05,0.1,0.17]"])
+    assert cfg.search.options == {"intensity": [0.05, 0.1, 0.17]}
+    assert config_hash(cfg) != config_hash(load_config(None, ["trigger=auto", "attack.vector=o2b"]))
+    attack = build_attack("o2b", get_spec(cfg.data.name), cfg.attack.victim, cfg.attack.target)
+    space = search_space(attack, cover=True, options=cfg.search.options)
+    table20 = search_space(attack, cover=True)
+    assert space["intensity"] == (0.05, 0.1, 0.17)
+    assert {a: v for a, v in space.items() if a != "intensity"} == {a: v for a, v in table20.items() if a != "intensity"}
+    for bad in ("search.options.pattern=[checker]", "search.options.intensity=[]", "search.options.intensity=[1.5]",
+                "search.options.quantity=[0]", "search.options.shape=[hexagon]"):
+        with pytest.raises(ConfigError, match="search.options"):
+            load_config(None, ["trigger=auto", bad])
+
+
 def test_configs_inherit_from_their_base_files(tmp_path):
     (tmp_path / "common.yaml").write_text("data: {name: camvid, size: [64, 96]}\ntrain: {epochs: 3, lr: 0.01}\n"
                                           "attack: {options: {carriers: all}}\n")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from badseg.attacks import ATTACK_BUILD_ARGS, ATTACKS
-from badseg.triggers import PATTERNS, TriggerSpec
+from badseg.triggers import PATTERNS, SHAPES, TriggerSpec
 
 #: Each side of ``data.size`` is at least the encoders' output stride.
 MIN_INPUT_SIDE = 32
@@ -182,6 +182,10 @@ class SurrogateConfig(_Strict):
     limit: Positive | None = None  # use at most this many surrogate images (the rest go back to the victim)
 
 
+#: The trigger attributes whose Table-20 options ``search.options`` may replace.
+SEARCH_OPTION_ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity")
+
+
 class SearchConfig(_Strict):
     """BADSEG stage 2 (§5.2, Appendix B): Gumbel-Softmax search over the Table-20 options.
 
@@ -192,7 +196,8 @@ class SearchConfig(_Strict):
     a copy of the surrogate on poisoned surrogate images with the attack loss on a held-out
     ``holdout`` share, both under the victim's augmentation (``badseg.stages.learnable``).
     ``cover``: the ``cover`` placement (the pattern tiled over the selected regions) joins the
-    position options, so the search chooses between stamps and a cover texture.
+    position options, so the search chooses between stamps and a cover texture. ``options``
+    replaces attributes' option lists (``search_space``), e.g. ``{intensity: [0.1, 0.15, 0.2]}``.
     """
 
     steps: int = Field(200, ge=1)
@@ -210,11 +215,28 @@ class SearchConfig(_Strict):
     inner_lr: float = Field(1e-3, gt=0.0)
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
     cover: bool = False  # the cover placement is a position option
+    options: dict[str, list[Any]] = {}  # attribute -> its option list, replacing Table 20's
 
     @model_validator(mode="after")
     def _check_pattern(self) -> SearchConfig:
         if self.pattern != "search" and self.pattern not in PATTERNS:
             raise ValueError(f"search.pattern {self.pattern!r} is neither 'search' nor one of {', '.join(PATTERNS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_options(self) -> SearchConfig:
+        for name, values in self.options.items():
+            if name not in SEARCH_OPTION_ATTRIBUTES:
+                raise ValueError(f"search.options.{name}: not a searchable attribute; valid: "
+                                 f"{', '.join(SEARCH_OPTION_ATTRIBUTES)} (pattern and colour: search.pattern)")
+            if not values:
+                raise ValueError(f"search.options.{name} is empty: give at least one option")
+            if name in ("size", "intensity") and not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in values):
+                raise ValueError(f"search.options.{name} must be numbers in (0, 1], got {values}")
+            if name == "quantity" and not all(isinstance(v, int) and v >= 1 for v in values):
+                raise ValueError(f"search.options.quantity must be integers >= 1, got {values}")
+            if name == "shape" and not set(values) <= set(SHAPES):
+                raise ValueError(f"search.options.shape: unknown shape in {values}; valid: {', '.join(SHAPES)}")
         return self
 
 

@@ -117,7 +117,7 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
         return load_search_result(out / TRIGGER_JSON)
     s = cfg.search
     attack = attack_for(_attack_config(cfg, victim, target), data.surrogate)
-    space = search_space(attack, s.pattern, s.cover)
+    space = search_space(attack, s.pattern, s.cover, s.options)
     size = search_size(cfg, data.surrogate)
     search_set = build_search_set(data.surrogate, attack, space, size, cfg.seed, s.min_size_px,
                                   limit=cfg.surrogate.limit).to(_device(model))
@@ -125,7 +125,7 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
     objective: SurrogateObjective | LearnabilityObjective = SurrogateObjective(model, s.stealth_weight, s.psnr_min)
     recorded: dict[str, Any] = {"stealth_weight": s.stealth_weight, "psnr_min": s.psnr_min, "pattern": s.pattern,
                                 "min_size_px": s.min_size_px, "objective": s.objective, "size": list(size),
-                                "cover": s.cover}
+                                "cover": s.cover, "options": s.options}
     if s.objective == "learnability":
         finetune, search_set = split_search_set(search_set, s.holdout, cfg.seed)
         _, augment = train_transform(cfg.train, cfg.data)

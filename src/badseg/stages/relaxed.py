@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,18 +73,21 @@ _NOISE_CELLS = 8  # the noise pattern is an 8×8 colour grid stretched over the 
 _TEXTURE_CACHE_BYTES = 256 * 2**20  # resized cover textures kept between renders
 
 
-def search_space(attack: Attack, pattern: str = "checker", cover: bool = False) -> dict[str, tuple]:
+def search_space(attack: Attack, pattern: str = "checker", cover: bool = False,
+                 options: Mapping[str, Sequence] | None = None) -> dict[str, tuple]:
     """Table-20 options for ``attack`` (INS/CON use the O2O or O2B grid by target kind).
 
     Every attribute is present; vectors without a position attribute (B2O, B2B) get the
     attack's own placement as their single position option. ``pattern`` is a trigger pattern
     (its base and colour are then single options) or ``"search"`` (every base and colour).
-    ``cover`` (``search.cover``) appends the ``cover`` placement to the position options.
+    ``options`` (``search.options``) replaces the named attributes' option lists, e.g.
+    intensities below Table 20's 0.2; ``cover`` (``search.cover``) then appends the ``cover``
+    placement to the position options.
     """
     if attack.name not in (*TRIGGER_GRIDS, "ins", "con"):
         raise ValueError(f"the BADSEG trigger search covers o2o, o2b, b2o, b2b, ins and con, not {attack.name!r}")
     key = attack.name if attack.name in TRIGGER_GRIDS else ("o2o" if attack.spec.is_object(attack.target) else "o2b")
-    grid = dict(TRIGGER_GRIDS[key])
+    grid = dict(TRIGGER_GRIDS[key]) | {a: tuple(v) for a, v in (options or {}).items()}
     if "position" not in grid:
         grid["position"] = (attack.placement,)
     if cover and COVER not in grid["position"]:
