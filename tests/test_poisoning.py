@@ -61,6 +61,24 @@ def test_rate_is_over_the_chosen_base_and_worker_count_does_not_matter(synthetic
     assert other_seed.poisoned_indices != one.poisoned_indices
 
 
+def test_most_victim_selection_poisons_the_images_with_the_most_victim_pixels(synthetic):
+    attack = build_attack("o2b", synthetic.spec, "car", "road", TRIGGER)
+    chosen = PoisonedDataset(synthetic, attack, rate=0.25, seed=3, select="most_victim")
+    car = synthetic.spec.class_id("car")
+    pixels = {i: int((synthetic[i].label == car).sum()) for i in range(len(synthetic))}
+    assert chosen.scan.victim_pixels == [pixels[i] for i in range(len(synthetic))]
+    n = len(chosen.poisoned_indices)
+    assert n == chosen.count.chosen > 0
+    applicable = chosen.scan.applicable
+    rest = [i for i in applicable if i not in chosen.poisoned_indices]
+    assert min(pixels[i] for i in chosen.poisoned_indices) >= max(pixels[i] for i in rest)
+    # the seed still draws every per-sample trigger, but not which images are poisoned
+    assert PoisonedDataset(synthetic, attack, rate=0.25, seed=9, select="most_victim").poisoned_indices == \
+        chosen.poisoned_indices
+    random = PoisonedDataset(synthetic, attack, rate=0.25, seed=3)
+    assert sum(pixels[i] for i in chosen.poisoned_indices) > sum(pixels[i] for i in random.poisoned_indices)
+
+
 def test_poisoned_test_set_holds_every_applicable_image_and_counts_the_rest(synthetic):
     attack = build_attack("o2b", synthetic.spec, "car", "road", TRIGGER)
     test = PoisonedTestSet(synthetic, attack, seed=0)

@@ -119,8 +119,8 @@ def show(dataset: DatasetOpt, out: Annotated[Path, typer.Option("--out", "-o", h
 #: ``badseg poison`` shortcut flags → the config key each one sets.
 POISON_SHORTCUTS: dict[str, str] = {
     "dataset": "data.name", "root": "data.root", "attack": "attack.vector", "victim": "attack.victim",
-    "target": "attack.target", "rate": "attack.rate", "rate_of": "attack.rate_of", "seed": "seed",
-    "shape": "trigger.shape",
+    "target": "attack.target", "rate": "attack.rate", "rate_of": "attack.rate_of", "select": "attack.select",
+    "seed": "seed", "shape": "trigger.shape",
     "size": "trigger.size", "intensity": "trigger.intensity", "quantity": "trigger.quantity",
     "pattern": "trigger.pattern", "min_size_px": "trigger.min_size_px",
     **{k: f"attack.options.{k}" for k in ("placement", "carriers", "k", "condition", "decoy_rate", "matrix",
@@ -147,6 +147,8 @@ def poison(
     rate: Annotated[Optional[float], typer.Option(callback=_fraction, help="Fraction of the split to poison (of the samples "
                                                   "the attack applies to with --rate-of applicable).")] = None,
     rate_of: Annotated[Optional[str], typer.Option(help="dataset (default, the paper's meaning) or applicable.")] = None,
+    select: Annotated[Optional[str], typer.Option(help="Which applicable samples to poison: random (default) or "
+                                                  "most_victim (those with the most victim pixels).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the poisoned-sample choice and of every per-sample draw.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Trigger shape: circle, square, triangle, logo.")] = None,
     size: Annotated[Optional[float], typer.Option(help="Trigger width: fraction of the object width (B2B, IBA: "
@@ -187,8 +189,8 @@ def poison(
     from badseg.poisoning.preview import save_poison_sheet
 
     given = {"dataset": dataset, "root": str(root) if root else None, "attack": attack, "victim": victim,
-             "target": target, "rate": rate, "rate_of": rate_of, "seed": seed, "shape": shape, "size": size,
-             "intensity": intensity,
+             "target": target, "rate": rate, "rate_of": rate_of, "select": select, "seed": seed, "shape": shape,
+             "size": size, "intensity": intensity,
              "quantity": quantity, "pattern": pattern, "min_size_px": min_size_px, "placement": placement,
              "carriers": carriers, "k": k, "condition": condition, "decoy_rate": decoy_rate, "hba_mode": hba_mode,
              "line_width": line_width, "line_row": line_row, "trigger_class": trigger_class, "pick": pick,
@@ -211,7 +213,8 @@ def poison(
                          "options": cfg.attack.options, "run_config": cfg.model_dump(mode="json")}
         manifest = export_poisoned(ds, atk, cfg.attack.rate, out, seed=cfg.seed, workers=workers or cfg.workers,
                                    source=Path(cfg.data.root) if cfg.data.root else None, overwrite=overwrite,
-                                   config=export_config, rate_of=cfg.attack.rate_of, layout=layout)
+                                   config=export_config, rate_of=cfg.attack.rate_of, layout=layout,
+                                   select=cfg.attack.select)
     except USER_ERRORS as e:
         _fail(_message(e))
     if sheet:

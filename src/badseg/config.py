@@ -88,7 +88,9 @@ class AttackConfig(_Strict):
     ``rate`` is a fraction of the whole training set (``rate_of: dataset``, the paper's
     meaning: 10% of CamVid's 367 images is 37 poisoned images), drawn from the images the
     attack applies to and capped, with a message, when fewer apply; ``rate_of: applicable``
-    makes it a fraction of those images (badseg's meaning before 2026-12-02).
+    makes it a fraction of those images (badseg's meaning before 2026-12-02). ``select``: which
+    of them are poisoned — ``random`` or ``most_victim`` (the ones with the most victim-class
+    pixels, an attacker choosing the images that teach most; ``badseg.poisoning.dataset``).
     """
 
     vector: str = "o2b"
@@ -96,6 +98,7 @@ class AttackConfig(_Strict):
     target: str = "road"
     rate: float = Field(0.1, ge=0.0, le=1.0)
     rate_of: Literal["dataset", "applicable"] = "dataset"
+    select: Literal["random", "most_victim"] = "random"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -98,7 +98,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, clean_cache: Path | Non
     attack = attack_for(resolved, train)
     t0 = time.perf_counter()
     poisoned_train = PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=cfg.workers or 1,
-                                     rate_of=cfg.attack.rate_of)
+                                     rate_of=cfg.attack.rate_of, select=cfg.attack.select)
     poisoned_test = PoisonedTestSet(test, attack, cfg.seed, workers=cfg.workers or 1)
     check_poisoned(cfg, poisoned_train, poisoned_test)
     count = poisoned_train.count

@@ -82,7 +82,7 @@ def load_context(run_dir: str | Path, progress: bool = True) -> DefenseContext:
     model = build_model(cfg.model.name, train.spec.num_classes, pretrained=str(ckpt)).eval().to(device)
     return DefenseContext(cfg=cfg, run_dir=run_dir, model=model, train=train,
                           poisoned_train=PoisonedDataset(train, attack, cfg.attack.rate, cfg.seed, workers=workers,
-                                                         rate_of=cfg.attack.rate_of),
+                                                         rate_of=cfg.attack.rate_of, select=cfg.attack.select),
                           test=test, poisoned_test=PoisonedTestSet(test, attack, cfg.seed, workers=workers),
                           attack=attack, before=json.loads(metrics.read_text()), device=device, progress=progress)
 

@@ -7,7 +7,10 @@ so a damaged image or a size mismatch stops the run here, before training) finds
 where the attack applies; the poisoning rate is, as in the BADSEG paper, a fraction of the whole
 set (``rate_of="dataset"``: ``round(rate * n_samples)`` poisoned, capped at the applicable ones)
 or of the applicable samples (``rate_of="applicable"``: ``round(rate * n_applicable)``). They
-are chosen among the applicable samples with ``SeedSequence(seed, spawn_key=(1,))``.
+are chosen among the applicable samples (``select``): at random with ``SeedSequence(seed,
+spawn_key=(1,))``, or — an attacker who picks which images to poison (cf. Xia et al., "Data-
+Efficient Backdoor Attacks", IJCAI 2022) — those with the most victim-class pixels, the images
+whose relabelling teaches the most.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 
 @dataclass
 class ScanResult:
-    """Where an attack applies: ``reasons[i]`` is None (applies) or the skip reason."""
+    """Where an attack applies: ``reasons[i]`` is None (applies) or the skip reason;
+    ``victim_pixels[i]`` the victim-class pixels of sample ``i``'s label."""
 
     reasons: list[str | None]
+    victim_pixels: list[int]
     applicable: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +49,7 @@ class ScanResult:
         return dict(Counter(r for r in self.reasons if r is not None).most_common())
 
 
-def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[str | None]:
+def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[tuple[str | None, int]]:
     dataset, attack, seed, indices, test = args
     out = []
     for i in indices:
@@ -54,7 +59,8 @@ def _scan_chunk(args: tuple[SegDataset, Attack, int, list[int], bool]) -> list[s
         else:
             (label, instances), image = dataset.load_labels(i), None
             dataset.check_image(i, label.shape)
-        out.append(attack.applies(label, instances, sample_rng(seed, i), test, image))
+        reason = attack.applies(label, instances, sample_rng(seed, i), test, image)
+        out.append((reason, int(np.count_nonzero(np.asarray(label) == attack.victim))))
     return out
 
 
@@ -69,14 +75,17 @@ def scan(dataset: SegDataset, attack: Attack, seed: int, workers: int = 1, test:
     can be poisoned, and why not."""
     jobs = [(dataset, attack, seed, c, test) for c in chunks(len(dataset), workers)]
     if workers <= 1:
-        parts: Iterable[list[str | None]] = map(_scan_chunk, jobs)
+        parts: Iterable[list[tuple[str | None, int]]] = map(_scan_chunk, jobs)
     else:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_scan_chunk, jobs))
-    return ScanResult([r for part in parts for r in part])
+    rows = [row for part in parts for row in part]
+    return ScanResult([r for r, _ in rows], [n for _, n in rows])
 
 
 RateOf = Literal["dataset", "applicable"]
+#: How the poisoned samples are chosen among the applicable ones (module docstring).
+Select = Literal["random", "most_victim"]
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,14 @@ def poison_count(rate: float, n_samples: int, applicable: int, rate_of: RateOf =
     return PoisonCount(rate, rate_of, n_samples, applicable, wanted, min(wanted, applicable))
 
 
-def choose_poisoned(applicable: list[int], n: int, seed: int) -> list[int]:
-    """``n`` of the ``applicable`` indices chosen without replacement, sorted."""
+def choose_poisoned(found: ScanResult, n: int, seed: int, select: Select = "random") -> list[int]:
+    """``n`` of ``found``'s applicable indices, sorted: drawn without replacement (``random``) or
+    the ``n`` with the most victim pixels, ties to the lower index (``most_victim``)."""
+    applicable = found.applicable
+    if select == "most_victim":
+        return sorted(sorted(applicable, key=lambda i: (-found.victim_pixels[i], i))[:n])
+    if select != "random":
+        raise ValueError(f"select must be 'random' or 'most_victim', got {select!r}")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     return sorted(np.asarray(applicable)[rng.choice(len(applicable), size=n, replace=False)].tolist())
 
@@ -139,19 +154,21 @@ def nothing_poisoned(rate: float, found: ScanResult, n_samples: int, where: str 
 
 class PoisonedDataset(SegDataset):
     """``base`` with a fraction ``rate`` of its samples (``rate_of="dataset"``) or of the
-    applicable ones (``"applicable"``) poisoned, on the fly; ``count`` says how many.
+    applicable ones (``"applicable"``) poisoned, on the fly, chosen by ``select``
+    (``choose_poisoned``); ``count`` says how many.
 
     ``__getitem__`` returns a ``Sample`` (poisoned image and label where chosen), so it
     drops into any training code; ``poisoned(i)`` gives the full ``Poisoned`` record.
     """
 
     def __init__(self, base: SegDataset, attack: Attack, rate: float, seed: int = 0,
-                 scan_result: ScanResult | None = None, workers: int = 1, rate_of: RateOf = "dataset") -> None:
+                 scan_result: ScanResult | None = None, workers: int = 1, rate_of: RateOf = "dataset",
+                 select: Select = "random") -> None:
         self.base, self.attack, self.rate, self.seed = base, attack, rate, seed
         self.spec = base.spec
         self.scan = scan_result or scan(base, attack, seed, workers)
         self.count = poison_count(rate, len(base), len(self.scan.applicable), rate_of)
-        self.poisoned_indices = choose_poisoned(self.scan.applicable, self.count.chosen, seed)
+        self.poisoned_indices = choose_poisoned(self.scan, self.count.chosen, seed, select)
         self._poisoned = set(self.poisoned_indices)
 
     def __len__(self) -> int:

@@ -33,7 +33,7 @@ from badseg.attacks.base import Attack, Skipped
 from badseg.data.base import SegDataset
 from badseg.data.io import fsync_dir, read_label_png, write_json, write_png
 from badseg.outdir import clean_stale_staging, refuse_overlap, refuse_protected, staging_path
-from badseg.poisoning.dataset import RateOf, chunks, choose_poisoned, nothing_poisoned, poison_count, sample_rng, scan
+from badseg.poisoning.dataset import RateOf, Select, chunks, choose_poisoned, nothing_poisoned, poison_count, sample_rng, scan
 
 
 #: Keys every manifest.json written by ``export_poisoned`` has; a folder whose manifest has them is an export.
@@ -181,9 +181,10 @@ def _write_listing(dataset: SegDataset, stage: Path, root: Path) -> str | None:
 def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str | Path, seed: int = 0,
                     workers: int | None = None, source: str | Path | None = None, overwrite: bool = False,
                     config: dict[str, Any] | None = None, progress: bool = True,
-                    rate_of: RateOf = "dataset", layout: Literal["source", "badseg"] = "source") -> dict[str, Any]:
+                    rate_of: RateOf = "dataset", layout: Literal["source", "badseg"] = "source",
+                    select: Select = "random") -> dict[str, Any]:
     """Poison ``rate`` of ``dataset`` (``rate_of``: of all its samples, or of the applicable
-    ones; ``badseg.poisoning.dataset``) and write the copy to ``out``.
+    ones; chosen by ``select``; ``badseg.poisoning.dataset``) and write the copy to ``out``.
 
     Returns the manifest (also written to ``out/manifest.json``).
     """
@@ -193,7 +194,7 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
     workers = workers or os.cpu_count() or 1
     found = scan(dataset, attack, seed, workers)
     count = poison_count(rate, len(dataset), len(found.applicable), rate_of)
-    chosen = set(choose_poisoned(found.applicable, count.chosen, seed))
+    chosen = set(choose_poisoned(found, count.chosen, seed, select))
     if rate > 0 and not chosen:
         raise ValueError(nothing_poisoned(rate, found, len(dataset), dataset.spec.name))
     stage = staging_path(out)
@@ -228,6 +229,7 @@ def export_poisoned(dataset: SegDataset, attack: Attack, rate: float, out: str |
             "seed": seed,
             "rate": rate,
             "rate_of": rate_of,
+            "select": select,
             "poison_count": count.to_dict(),
             "config": config or {},
             "n_samples": len(dataset),
