@@ -63,3 +63,54 @@ def test_cover_is_described_and_leaves_stamps_to_the_other_placements(synthetic)
     assert "render" not in stamped.describe()
     _, p = _first_poisoned(stamped, synthetic)
     assert "top_left" in p.record["stamps"][0]
+
+
+def test_small_regions_get_their_own_intensity_under_cover(synthetic):
+    """``trigger.small_intensity``: each car below ``small_area_px`` is blended at it, the others at
+    ``intensity``; each region's pixels change by exactly its own blend."""
+    plain = TriggerSpec(size=0.01, intensity=0.1, min_size_px=8)
+    areas = None
+    for i in range(len(synthetic)):
+        sample = synthetic[i]
+        cars = object_instances(sample.label, sample.instances, synthetic.spec, [synthetic.spec.class_id("car")], 64)
+        sizes = sorted(int(o.mask.sum()) for o in cars)
+        if len(set(sizes)) > 1:
+            areas = sizes
+            break
+    assert areas is not None, "no synthetic image with two cars of different sizes"
+    cut = areas[0] + 1  # only the smallest car is "small"
+    boosted = TriggerSpec(size=0.01, intensity=0.1, min_size_px=8, small_intensity=0.4, small_area_px=cut)
+    assert boosted.intensity_for(cut - 1) == 0.4 and boosted.intensity_for(cut) == 0.1
+    runs = {}
+    for name, trig in (("plain", plain), ("boosted", boosted)):
+        attack = build_attack("o2b", synthetic.spec, "car", "road", trig, placement="cover", carriers="all")
+        runs[name] = attack.poison(sample, np.random.default_rng(0))
+    drawn = runs["boosted"].record["stamps"]
+    assert sorted(d["intensity"] for d in drawn) == sorted(0.4 if d["cover_pixels"] < cut else 0.1 for d in drawn)
+    assert {d["intensity"] for d in runs["plain"].record["stamps"]} == {0.1}
+    for o in cars:
+        alpha = boosted.intensity_for(int(o.mask.sum()))
+        texture = tiled_pattern("checker", 8, sample.label.shape)
+        want = np.clip(np.rint((1 - alpha) * sample.image.astype(np.float32) + alpha * texture), 0, 255)
+        assert np.array_equal(runs["boosted"].image[o.mask], want.astype(np.uint8)[o.mask])
+    # the large cars are drawn exactly as without the rule; the labels never depend on it
+    large = np.any([o.mask for o in cars if o.mask.sum() >= cut], axis=0)
+    assert np.array_equal(runs["boosted"].image[large], runs["plain"].image[large])
+    assert np.array_equal(runs["boosted"].label, runs["plain"].label)
+
+
+@pytest.mark.parametrize("bad", [{"small_intensity": 0.3}, {"small_area_px": 100},
+                                 {"small_intensity": 1.5, "small_area_px": 100}])
+def test_small_intensity_needs_its_area_and_a_valid_value(bad):
+    with pytest.raises(ValueError, match="small_"):
+        TriggerSpec(**bad)
+
+
+def test_small_intensity_is_refused_outside_the_cover_placement():
+    from badseg.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="small_intensity applies to attack.options.placement: cover"):
+        load_config(None, ["trigger.small_intensity=0.3", "trigger.small_area_px=1000"])
+    cfg = load_config(None, ["trigger.small_intensity=0.3", "trigger.small_area_px=1000",
+                             "attack.options.placement=cover"])
+    assert cfg.trigger.intensity_for(999) == 0.3

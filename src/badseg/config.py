@@ -285,6 +285,14 @@ class RunConfig(_Strict):
                              "data.size)")
         return self
 
+    @model_validator(mode="after")
+    def _check_small_intensity(self) -> RunConfig:
+        placement = self.attack.options.get("placement")
+        if isinstance(self.trigger, TriggerSpec) and self.trigger.small_intensity is not None and placement != "cover":
+            raise ValueError("trigger.small_intensity applies to attack.options.placement: cover (a region's blend "
+                             f"under the cover texture), not to placement {placement!r}")
+        return self
+
     def defense_items(self) -> list[tuple[str, dict[str, Any]]]:
         """``defenses`` as (name, options) pairs."""
         out: list[tuple[str, dict[str, Any]]] = []

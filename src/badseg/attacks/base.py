@@ -115,14 +115,17 @@ def render_cover(image: np.ndarray, label: np.ndarray, trigger: TriggerSpec,
                  plan: Plan) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """The renderer of the ``cover`` placement: the trigger's pattern, tiled in image coordinates
     every ``trigger.size_px(region.width)`` pixels (its ``size`` is the texture's period, not a
-    stamp's width), blended over every selected region's pixels at ``trigger.intensity``."""
+    stamp's width), blended over every selected region's pixels at
+    ``trigger.intensity_for(region area)``."""
     mask = np.zeros(label.shape, dtype=bool)
     drawn = []
     for region in plan.regions:
         tile = trigger.size_px(region.width)
-        image = cover(image, trigger, region.mask & ~mask, tile)
+        area = int(region.mask.sum())
+        alpha = trigger.intensity_for(area)
+        image = cover(image, trigger, region.mask & ~mask, tile, alpha)
         mask |= region.mask
-        drawn.append({"cover_pixels": int(region.mask.sum()), "tile_px": tile})
+        drawn.append({"cover_pixels": area, "tile_px": tile, "intensity": alpha})
     return image, mask, drawn
 
 

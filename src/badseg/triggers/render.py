@@ -62,6 +62,10 @@ class TriggerSpec:
             pattern) or ``solid``; a colour (default white) tints the pattern's "on" cells, so
             ``solid:red`` is a red patch and ``checker:red`` red/black.
         min_size_px: lower bound on the stamp width in pixels.
+        small_intensity, small_area_px: under the ``cover`` placement, a region (object) of
+            fewer than ``small_area_px`` native pixels is blended at ``small_intensity`` instead
+            of ``intensity`` — small, distant objects are where a faint texture is missed, and
+            they cost little PSNR (``intensity_for``). None: one intensity for every region.
     """
 
     shape: str = "circle"
@@ -70,6 +74,8 @@ class TriggerSpec:
     quantity: int = 1
     pattern: str = "checker"
     min_size_px: int = 4
+    small_intensity: float | None = None
+    small_area_px: int = 0
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -84,6 +90,19 @@ class TriggerSpec:
             raise ValueError(f"unknown trigger pattern {self.pattern!r}; valid: {', '.join(PATTERNS)}")
         if self.min_size_px < 1:
             raise ValueError(f"min_size_px must be >= 1, got {self.min_size_px}")
+        if self.small_intensity is not None and not 0.0 <= self.small_intensity <= 1.0:
+            raise ValueError(f"trigger small_intensity must be in [0, 1], got {self.small_intensity}")
+        if self.small_area_px < 0:
+            raise ValueError(f"trigger small_area_px must be >= 0, got {self.small_area_px}")
+        if (self.small_intensity is None) != (self.small_area_px == 0):
+            raise ValueError("trigger small_intensity and small_area_px go together: set both (or neither)")
+
+    def intensity_for(self, area_px: int) -> float:
+        """The blend intensity of a region of ``area_px`` native pixels (``small_intensity`` below
+        ``small_area_px``, else ``intensity``)."""
+        if self.small_intensity is not None and area_px < self.small_area_px:
+            return self.small_intensity
+        return self.intensity
 
     def size_px(self, reference_px: float) -> int:
         """Stamp width in pixels for a reference width (object or image width)."""
@@ -170,13 +189,15 @@ def tiled_pattern(pattern: str, tile_px: int, shape: tuple[int, int]) -> np.ndar
     return np.tile(tile, (-(-h // tile_px), -(-w // tile_px), 1))[:h, :w]
 
 
-def cover(image: np.ndarray, trigger: TriggerSpec, mask: np.ndarray, tile_px: int) -> np.ndarray:
+def cover(image: np.ndarray, trigger: TriggerSpec, mask: np.ndarray, tile_px: int,
+          intensity: float | None = None) -> np.ndarray:
     """Blend ``trigger``'s pattern, tiled every ``tile_px`` pixels (``tiled_pattern``), over the
-    pixels of ``mask`` (bool HxW) at its intensity: a copy of ``image`` (uint8 HxWx3).
-    ``trigger.shape`` plays no part: the region itself is the trigger's shape."""
+    pixels of ``mask`` (bool HxW) at ``intensity`` (default: the trigger's): a copy of ``image``
+    (uint8 HxWx3). ``trigger.shape`` plays no part: the region itself is the trigger's shape."""
+    alpha = trigger.intensity if intensity is None else intensity
     out = image.copy()
     texture = tiled_pattern(trigger.pattern, tile_px, image.shape[:2])[mask]
-    blended = (1.0 - trigger.intensity) * out[mask].astype(np.float32) + trigger.intensity * texture
+    blended = (1.0 - alpha) * out[mask].astype(np.float32) + alpha * texture
     out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 
