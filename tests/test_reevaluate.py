@@ -41,6 +41,7 @@ def test_eval_reproduces_the_runs_own_metrics_and_measures_another_test_set(tmp_
     # the area bins hold the same triggered victim pixels, each instance once
     assert sum(row["pixels"] for row in flips["flip_by_area"]) == pools["clean"]["pixels"]
     assert "by instance area" in r.output
+    assert (run / "evals" / "own-by-area.png").stat().st_size > 0
     assert (run / "metrics.json").read_bytes() == stored  # the run's own results are never touched
 
 

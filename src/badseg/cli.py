@@ -679,4 +679,10 @@ def eval_(
             by_area.add_row(f"{lo}–{hi}" if hi is not None else f"≥ {lo}", str(row["instances"]), str(row["pixels"]),
                             f"{row['flipped']:.3f}")
         console.print(by_area)
+        if metrics["flip_by_area"]:
+            from badseg.report.figures import save_area_breakdown
+
+            figure = save_area_breakdown(metrics["flip_by_area"], run_dir / EVALS / f"{eval_name(set_ or [])}-by-area.png",
+                                         f"{run_dir.name}: ASR {metrics['asr']:.3f}")
+            console.print(f"figure → {figure}")
     console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")

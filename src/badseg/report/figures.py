@@ -309,3 +309,29 @@ def save_series_plot(series: Mapping[Any, Sequence[tuple[float, float, float | N
         ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def save_area_breakdown(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Bars of the share of victim pixels flipped per instance-area bin (``FlipBreakdown.by_area``
+    rows), each labelled with its share of all the triggered victim pixels: which object sizes
+    the backdoor reaches (``badseg eval --breakdown``)."""
+    if not rows:
+        raise ValueError("no victim instances to plot")
+    total = sum(r["pixels"] for r in rows)
+    names = [f"{r['area_px'][0]}–{r['area_px'][1]}" if r["area_px"][1] is not None else f"≥ {r['area_px'][0]}"
+             for r in rows]
+    fig = Figure(figsize=(6.0, 3.6), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    bars = ax.bar(names, [r["flipped"] for r in rows], color="#c0392b")
+    for bar, r in zip(bars, rows):
+        ax.annotate(f"{r['pixels'] / total:.0%} of pixels\n{r['instances']} objects",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, 1.18)
+    ax.set_xlabel("victim instance area at the model's input (px)")
+    ax.set_ylabel("victim pixels flipped to the target")
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
