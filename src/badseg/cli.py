@@ -656,6 +656,7 @@ def eval_(
         _fail(_message(e))
     metrics["clean_model_cba"] = None
     _print_metrics(metrics, run_dir)
+    stem = run_dir / EVALS / eval_name(set_ or [])
     if breakdown:
         from badseg.data import get_spec
 
@@ -682,7 +683,7 @@ def eval_(
         if metrics["flip_by_area"]:
             from badseg.report.figures import save_area_breakdown
 
-            figure = save_area_breakdown(metrics["flip_by_area"], run_dir / EVALS / f"{eval_name(set_ or [])}-by-area.png",
+            figure = save_area_breakdown(metrics["flip_by_area"], stem.with_name(f"{stem.name}-by-area.png"),
                                          f"{run_dir.name}: ASR {metrics['asr']:.3f}")
             console.print(f"figure → {figure}")
-    console.print(f"{metrics['n_poisoned_test']} poisoned test images → {run_dir / EVALS / (eval_name(set_ or []) + '.json')}")
+    console.print(f"{metrics['n_poisoned_test']} poisoned test images → {stem.with_name(stem.name + '.json')}")

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from badseg.metrics.binned import BinnedRate
+
 #: The three pools of victim pixels.
 FLIP_POOLS = ("carrier", "other", "clean")
 
@@ -41,9 +43,7 @@ class FlipBreakdown:
         self.flipped = dict.fromkeys(FLIP_POOLS, 0)
         self.pixels = dict.fromkeys(FLIP_POOLS, 0)
         self.classes: dict[str, np.ndarray] = {p: np.zeros(0, np.int64) for p in FLIP_POOLS}
-        self.area_flipped = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
-        self.area_pixels = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
-        self.area_instances = np.zeros(len(AREA_BINS) - 1, dtype=np.int64)
+        self.area = BinnedRate(AREA_BINS, ("area_px", "instances", "pixels", "flipped"))
 
     def _add(self, pool: str, pred: np.ndarray, mask: np.ndarray) -> None:
         self.flipped[pool] += int((pred[mask] == self.target).sum())
@@ -62,10 +62,8 @@ class FlipBreakdown:
         self._add("other", pred, (comps > 0) & ~carrier)
         area = np.bincount(comps.ravel(), minlength=n + 1)[1:]
         hits = np.bincount(comps[pred == self.target], minlength=n + 1)[1:]
-        bins = np.searchsorted(AREA_BINS, area, side="right") - 1
-        np.add.at(self.area_pixels, bins, area)
-        np.add.at(self.area_flipped, bins, hits)
-        np.add.at(self.area_instances, bins, 1)
+        for a, h in zip(area.tolist(), hits.tolist()):
+            self.area.update(a, h, a)
 
     def update_clean(self, pred: np.ndarray, label: np.ndarray) -> None:
         """The clean original of a triggered image: int (H, W) prediction and ground truth."""
@@ -87,8 +85,4 @@ class FlipBreakdown:
         """One row per non-empty ``AREA_BINS`` bin of the triggered images' victim instances:
         ``area_px`` ``[lo, hi)`` at the model's input, ``instances``, ``pixels``, ``flipped`` (the
         share of those pixels predicted as the target)."""
-        edges = AREA_BINS
-        return [{"area_px": [int(lo), None if hi == float("inf") else int(hi)], "instances": int(k),
-                 "pixels": int(n), "flipped": float(f / n)}
-                for lo, hi, k, n, f in zip(edges[:-1], edges[1:], self.area_instances, self.area_pixels,
-                                           self.area_flipped) if k]
+        return self.area.compute()

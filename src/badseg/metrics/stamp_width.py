@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from badseg.metrics.binned import BinnedRate
 
 
 #: Bin edges (pixels at the model's input) of ``asr_by_stamp_px``.
@@ -25,26 +25,13 @@ def stamp_px_at_input(record: dict[str, Any], native_width: int, input_width: in
     return max(widths) * input_width / native_width if widths else None
 
 
-class StampWidthBreakdown:
-    """ASR pooled separately per bin of the trigger stamp's width at the model's input."""
+class StampWidthBreakdown(BinnedRate):
+    """ASR pooled separately per bin of the trigger stamp's width at the model's input; rows:
+    ``stamp_px`` ``[lo, hi)``, ``images``, ``asr_pixels``, ``asr``."""
 
     def __init__(self, edges: Sequence[float] = STAMP_PX_BINS) -> None:
-        self.edges = tuple(edges)
-        self.hits = np.zeros(len(edges) - 1, dtype=np.int64)
-        self.total = np.zeros(len(edges) - 1, dtype=np.int64)
-        self.images = np.zeros(len(edges) - 1, dtype=np.int64)
+        super().__init__(edges, ("stamp_px", "images", "asr_pixels", "asr"))
 
     def update(self, width_px: float | None, hits: int, total: int) -> None:
-        if width_px is None:
-            return
-        b = int(np.searchsorted(self.edges, width_px, side="right")) - 1
-        self.hits[b] += hits
-        self.total[b] += total
-        self.images[b] += 1
-
-    def compute(self) -> list[dict[str, Any]]:
-        """One row per non-empty bin: ``stamp_px`` ``[lo, hi)``, ``images``, ``asr_pixels``, ``asr``."""
-        return [{"stamp_px": [lo, None if hi == float("inf") else hi], "images": int(n), "asr_pixels": int(t),
-                 "asr": float(h / t) if t else None}
-                for lo, hi, n, h, t in zip(self.edges[:-1], self.edges[1:], self.images, self.hits, self.total)
-                if n]
+        if width_px is not None:
+            super().update(width_px, hits, total)
