@@ -201,6 +201,10 @@ class SearchConfig(_Strict):
     ``cover``: the ``cover`` placement (the pattern tiled over the selected regions) joins the
     position options, so the search chooses between stamps and a cover texture. ``options``
     replaces attributes' option lists (``search_space``), e.g. ``{intensity: [0.1, 0.15, 0.2]}``.
+    ``screen`` > 0 then ranks that many discrete candidates (the relaxation's choice among them)
+    by what a proxy victim learns from each, by successive halving, with the budget measured at
+    native resolution (``badseg.stages.screen``; ``screen_pool`` uniform draws, ``screen_steps``
+    proxy steps in the first round at ``screen_lr``).
     """
 
     steps: int = Field(200, ge=1)
@@ -219,6 +223,10 @@ class SearchConfig(_Strict):
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
     cover: bool = False  # the cover placement is a position option
     options: dict[str, list[Any]] = {}  # attribute -> its option list, replacing Table 20's
+    screen: int = Field(0, ge=0)  # learnability screen: candidates in its first round (0: off)
+    screen_pool: int = Field(48, ge=1)
+    screen_steps: int = Field(30, ge=1)
+    screen_lr: float = Field(1e-3, gt=0.0)
 
     @model_validator(mode="after")
     def _check_pattern(self) -> SearchConfig:

@@ -37,4 +37,27 @@ def stage_lines(stages: dict[str, Any]) -> list[str]:
             if len(rows) > 1:
                 lines += [f"**{attribute}**", "", *_table(rows, attribute), ""]
         lines += [f"![option probabilities during the search]({t['figure']})", ""]
+        if "screen" in t:
+            lines += screen_lines(t["screen"])
     return lines
+
+
+def screen_lines(screen: dict[str, Any]) -> list[str]:
+    """The learnability screen's candidates, one row each: options, native PSNR, and per round the
+    proxy's score (ASR − clean flips, × reach); the winner in bold."""
+    rows = {r["id"]: r for r in screen["pool"]}
+    rounds = screen["rounds"]
+    in_budget = sum(r["in_budget"] for r in screen["pool"])
+    lines = [f"Learnability screen: {len(screen['pool'])} candidates drawn, {in_budget} within the budget at native "
+             f"resolution, {len(rounds[0])} trained as proxies by successive halving (score = proxy ASR − clean "
+             "flips, × share of held-out images reached):", "",
+             "| candidate | PSNR (dB) | " + " | ".join(f"round {i + 1} ({rounds[i][0]['steps']} steps)"
+                                                    for i in range(len(rounds))) + " |",
+             "|---|---|" + "---|" * len(rounds)]
+    for first in rounds[0]:
+        i = first["id"]
+        scores = [next((f"{r['score']:.3f}" for r in rnd if r["id"] == i), "") for rnd in rounds]
+        name = ", ".join(f"{k} {v}" for k, v in rows[i]["options"].items())
+        name = f"**{name}**" if i == screen["winner"] else name
+        lines.append(f"| {name} | {rows[i]['psnr']:.2f} | " + " | ".join(scores) + " |")
+    return [*lines, ""]

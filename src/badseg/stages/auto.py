@@ -11,7 +11,7 @@ surrogate resumes through ``fit``, a finished search is read back from ``trigger
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from badseg.build import attack_for, check_run_dir, datasets_for, train_transform, write_run_config
+from badseg.build import attack_for, check_run_dir, datasets_for, eval_transform, train_transform, write_run_config
 from badseg.config import AttackConfig, RunConfig
 from badseg.data.base import SegDataset
 from badseg.data.io import atomic_write_bytes, write_json
@@ -39,6 +39,7 @@ from badseg.stages.pair_ranking import (
     write_pair_outputs,
 )
 from badseg.stages.relaxed import RelaxedTrigger, build_search_set, search_space
+from badseg.stages.screen import ScreenSettings, screen_candidates
 from badseg.stages.surrogate import SurrogateData, surrogate_data, surrogate_model_name, train_surrogate
 from badseg.stages.trigger_search import (
     TRIGGER_JSON,
@@ -139,6 +140,17 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
     result = optimize_trigger(search_set, renderer, objective, settings, progress)
     result.settings.update(recorded)
     sweep_options(result, search_set, renderer, objective)
+    if s.screen:
+        resolved = _attack_config(cfg, victim, target)
+        train_size, augment = train_transform(cfg.train, cfg.data)
+        eval_size, slide = eval_transform(cfg)
+        screen = ScreenSettings(s.screen, s.screen_pool, s.screen_steps, s.screen_lr, s.batch_size,
+                                s.poison_fraction, s.holdout, s.psnr_min, cfg.seed)
+        result.screen = screen_candidates(
+            result.space, result.probabilities, result.chosen_index,
+            lambda options: attack_for(with_search_result(resolved, replace(result, chosen=options)), data.surrogate),
+            data.surrogate, model, train_size, augment, eval_size, slide, screen, progress)
+        result.chosen = result.screen["chosen"]
     title = f"{attack.name.upper()} {victim} → {target}: option probabilities ({surrogate_model_name(cfg)})"
     write_search_outputs(result, out, title, extra={"vector": attack.name, "victim": victim, "target": target,
                                                      "surrogate_data": data.source, **(extra or {})})
@@ -155,15 +167,21 @@ def with_search_result(cfg: RunConfig, result: SearchResult) -> RunConfig:
 
 
 def trigger_reason(result: SearchResult) -> str:
-    """One line per attribute: the choice, its probability and the runner-up's."""
+    """One line per attribute: the choice, its probability and the runner-up's; with the learnability
+    screen, first the winner's proxy figures."""
     parts = []
+    if result.screen:
+        final = {r["id"]: r for r in result.screen["rounds"][-1]}[result.screen["winner"]]
+        parts.append(f"learnability screen: best of {len(result.screen['rounds'][0])} candidates, proxy ASR "
+                     f"{final['asr']:.3f} less {final['clean_flip']:.3f} clean flips after {final['steps']} steps "
+                     f"at {final['psnr']:.2f} dB (native); the relaxation's probabilities")
     for a, options in result.space.items():
         if len(options) < 2:
             continue
         probs = result.probabilities[a]
-        order = np.argsort(probs)[::-1]
-        parts.append(f"{a} = {result.chosen[a]} (p = {probs[order[0]]:.2f}; next {options[order[1]]}: "
-                     f"{probs[order[1]]:.2f})")
+        k = options.index(result.chosen[a])
+        other = max((j for j in range(len(options)) if j != k), key=lambda j: probs[j])
+        parts.append(f"{a} = {result.chosen[a]} (p = {probs[k]:.2f}; next {options[other]}: {probs[other]:.2f})")
     return "; ".join(parts)
 
 
@@ -200,7 +218,8 @@ def resolve_auto(cfg: RunConfig, train: SegDataset, out: Path, log: Log = print,
         resolved = with_search_result(resolved, result)
         record["trigger"] = {"chosen": result.to_dict()["chosen"], "placement": result.placement,
                              "probabilities": result.to_dict()["probabilities"], "reason": trigger_reason(result),
-                             "sweep": result.sweep, "figure": "stages/trigger/trigger_search.png"}
+                             "sweep": result.sweep, "figure": "stages/trigger/trigger_search.png",
+                             **({"screen": result.screen} if result.screen else {})}
         log(f"  chose {trigger_reason(result)}")
     return resolved, data.victim_train, record
 

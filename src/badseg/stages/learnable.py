@@ -34,15 +34,20 @@ from badseg.stages.relaxed import RelaxedTrigger, SearchSet
 from badseg.train.augment import AugmentConfig, crop_origin
 
 
-def split_search_set(data: SearchSet, holdout: float, seed: int) -> tuple[SearchSet, SearchSet]:
-    """(fine-tuning part, held-out part) of ``data``: ``round(holdout · N)`` images (at least one,
-    at most N − 1) drawn without replacement from ``torch.Generator().manual_seed(seed)``."""
-    n = len(data)
+def holdout_split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """(kept, held-out) indices of ``range(n)``, each sorted: ``round(holdout · n)`` (at least one,
+    at most n − 1) held out, drawn without replacement from ``torch.Generator().manual_seed(seed)``."""
     if n < 2:
-        raise ValueError(f"the learnability objective needs at least 2 surrogate images, got {n}")
+        raise ValueError(f"a held-out split needs at least 2 surrogate images, got {n}")
     k = min(n - 1, max(1, round(holdout * n)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return data.batch(sorted(order[k:])), data.batch(sorted(order[:k]))
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def split_search_set(data: SearchSet, holdout: float, seed: int) -> tuple[SearchSet, SearchSet]:
+    """(fine-tuning part, held-out part) of ``data`` by ``holdout_split``."""
+    kept, held = holdout_split(len(data), holdout, seed)
+    return data.batch(kept), data.batch(held)
 
 
 def augment_batch(images: torch.Tensor, maps: list[torch.Tensor], cfg: AugmentConfig,
@@ -163,4 +168,4 @@ class LearnabilityObjective:
                 "finetune": torch.tensor(self.last_finetune if math.isfinite(self.last_finetune) else 0.0)}
 
 
-__all__ = ["LearnabilityObjective", "augment_batch", "split_search_set"]
+__all__ = ["LearnabilityObjective", "augment_batch", "holdout_split", "split_search_set"]

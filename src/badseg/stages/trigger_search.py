@@ -96,6 +96,8 @@ class SearchResult:
             attribute is changed from the choice (filled by ``sweep_options``).
         n_images, skipped: surrogate images used; reason → count of images skipped.
         settings: the optimiser settings and objective parameters, for the record.
+        screen: the learnability screen's record when it ran (``stages.screen``; its winner is
+            then ``chosen``), else empty.
     """
 
     space: dict[str, tuple]
@@ -106,6 +108,7 @@ class SearchResult:
     n_images: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    screen: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chosen_index(self) -> dict[str, int]:
@@ -133,6 +136,7 @@ class SearchResult:
             "n_images": self.n_images,
             "skipped": self.skipped,
             "settings": self.settings,
+            "screen": self.screen,
             "history": self.history,
         }
 
@@ -149,7 +153,7 @@ class SearchResult:
         space = {a: tuple(d["options"][a]) for a in ATTRIBUTES}
         probs = {a: list(d["probabilities"][a].values()) for a in ATTRIBUTES}
         return cls(space, probs, dict(d["chosen"]), d["history"], d.get("sweep", {}), d.get("n_images", 0),
-                   d.get("skipped", {}), d.get("settings", {}))
+                   d.get("skipped", {}), d.get("settings", {}), d.get("screen", {}))
 
 
 def _progress(enabled: bool) -> Progress:
