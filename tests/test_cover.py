@@ -114,3 +114,12 @@ def test_small_intensity_is_refused_outside_the_cover_placement():
     cfg = load_config(None, ["trigger.small_intensity=0.3", "trigger.small_area_px=1000",
                              "attack.options.placement=cover"])
     assert cfg.trigger.intensity_for(999) == 0.3
+
+
+def test_an_attack_built_directly_refuses_small_intensity_on_stamps(synthetic):
+    """The rule holds for ``build_attack`` callers too, not only for configs: stamps would leave it unused."""
+    trigger = TriggerSpec(size=0.1, intensity=0.1, small_intensity=0.3, small_area_px=1000)
+    with pytest.raises(ValueError, match="small_intensity.*placement 'centre'"):
+        build_attack("o2b", synthetic.spec, "car", "road", trigger=trigger, placement="centre")
+    cover = build_attack("o2b", synthetic.spec, "car", "road", trigger=trigger, placement="cover")
+    assert cover.trigger.intensity_for(999) == 0.3

@@ -162,6 +162,9 @@ class Attack:
     def __post_init__(self) -> None:
         if self.placement == COVER and self.render is render_stamps:
             object.__setattr__(self, "render", render_cover)
+        if self.trigger.small_intensity is not None and self.render is not render_cover:
+            raise ValueError(f"trigger.small_intensity is the blend of small regions under placement 'cover'; this "
+                             f"attack draws stamps (placement {self.placement!r}), which it would leave unchanged")
 
     def plan(self, label: np.ndarray, instances: np.ndarray | None, image: np.ndarray | None,
              rng: np.random.Generator, test: bool = False) -> Plan | Skipped:
