@@ -58,7 +58,11 @@ def test_candidates_start_with_the_relaxation_choice_and_never_repeat():
     keys = [tuple(c[k] for k in ATTRIBUTES) for c in a]
     assert a[0] == chosen and len(set(keys)) == len(keys)
     assert all(0 <= c[k] < len(space[k]) for c in a for k in ATTRIBUTES) and len(a) <= 1 + 10 + 40
-    assert len(draw_candidates(space, probs, chosen, pool=400, seed=3)) == 24  # the whole 24-point grid
+    full = draw_candidates(space, probs, chosen, pool=400, seed=3)
+    # the whole grid once: 12 stamp triggers, and under cover shape makes no difference, so 6 more
+    assert len(full) == 18
+    covers = [(c["size"], c["intensity"]) for c in full if space["position"][c["position"]] == "cover"]
+    assert sorted(covers) == sorted({(i, j) for i in range(3) for j in range(2)})
     assert draw_candidates(space, probs, chosen, 40, seed=3) == a
     assert draw_candidates(space, probs, chosen, 6, seed=4) != draw_candidates(space, probs, chosen, 6, seed=5)
 

@@ -62,6 +62,8 @@ from badseg.triggers import (
 )
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "size", "position", "quantity", "intensity", "pattern", "colour")
+#: Attributes that do not act on the ``cover`` placement (the region is the shape; no stamps to count).
+COVER_IGNORES: tuple[str, ...] = ("shape", "quantity")
 #: ``search.pattern`` value that makes the pattern's base and colour searchable.
 SEARCH_PATTERN = "search"
 

@@ -42,7 +42,8 @@ from badseg.evaluate import evaluate
 from badseg.metrics.stealth import psnr
 from badseg.poisoning.dataset import PoisonedDataset, PoisonedTestSet
 from badseg.stages.learnable import holdout_split
-from badseg.stages.relaxed import ATTRIBUTES
+from badseg.attacks.placement import COVER
+from badseg.stages.relaxed import ATTRIBUTES, COVER_IGNORES
 from badseg.train.augment import AugmentConfig, SegTorchDataset
 from badseg.train.fit import train_step
 from badseg.train.infer import SlideWindow
@@ -92,12 +93,15 @@ def halving_schedule(n: int) -> list[int]:
 def draw_candidates(space: dict[str, tuple], probabilities: dict[str, list[float]], chosen: Candidate,
                     pool: int, seed: int) -> list[Candidate]:
     """The relaxation's ``chosen`` first, then ``pool`` // 4 draws from ``probabilities`` and ``pool``
-    uniform draws over ``space``, first occurrences only, from ``SeedSequence([seed, tag])``."""
+    uniform draws over ``space``, from ``SeedSequence([seed, tag])``; a draw that renders the same
+    trigger as an earlier one (equal options, or under ``cover`` equal but for ``COVER_IGNORES``)
+    is left out."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, _DRAW_STREAM]))
     out, seen = [], set()
 
     def add(c: Candidate) -> None:
-        key = tuple(c[a] for a in ATTRIBUTES)
+        ignored = COVER_IGNORES if space["position"][c["position"]] == COVER else ()
+        key = tuple(-1 if a in ignored else c[a] for a in ATTRIBUTES)
         if key not in seen:
             seen.add(key)
             out.append(c)
