@@ -121,3 +121,18 @@ def test_cli_table_where_keeps_only_the_matching_runs_and_names_its_files(sweep_
     assert header == "| vector | 0.2 | n |"
     r = runner.invoke(app, ["table", str(sweep_dir), "--layout", "table23", "--where", "attack.vector"])
     assert r.exit_code == 2 and "key=value" in r.output
+
+
+def test_a_searched_trigger_takes_the_frontier_row_of_the_trigger_stage_2_chose(tmp_path):
+    """``trigger: auto`` runs have no trigger.intensity in their config; the frontier reads the chosen one."""
+    for seed, (alpha, asr) in enumerate([(0.1, 0.8), (0.05, 0.6)]):
+        d = tmp_path / "runs" / f"auto-{seed}"
+        d.mkdir(parents=True)
+        write_json(d / "run.json", {"hash": d.name, "slug": d.name, "defense": None, "base_hash": None,
+                                    "axes": {"attack": "o2b", "seed": seed}})
+        (d / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "trigger": "auto"}))
+        write_json(d / "metrics.json", {"asr": asr, "cba": 0.5, "psnr": 45.0 + seed,
+                                        "attack": {"trigger": {"intensity": alpha, "shape": "circle"}}})
+    table = build_table(load_records(tmp_path), LAYOUTS["frontier"])
+    assert table.row_keys == [("o2b", 0.05), ("o2b", 0.1)]
+    assert table.cells[(("o2b", 0.1), None)].stats("asr") == (0.8, None, 1)

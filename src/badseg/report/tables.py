@@ -28,6 +28,7 @@ import yaml
 from badseg.sweep.runner import MANIFEST_SUFFIX, RUN_INFO, RUNS, SWEEPS, find_run_dir, sweep_manifest
 
 SEED = "seed"
+TRIGGER = "trigger."
 VECTOR = "vector"
 METRIC_NAMES = {"asr": "ASR", "pba": "PBA", "cba": "CBA", "clean_model_cba": "clean CBA", "psnr": "PSNR",
                 "ssim": "SSIM", "lpips": "LPIPS", "acc": "ACC", "recall": "Recall", "f1": "F1", "auc": "AUC"}
@@ -99,13 +100,17 @@ class Record:
 
     def value(self, key: str) -> Any:
         """An axis label, else a config key (``defense``: the defense's name), else a metric.
-        ``vector`` is the label of a ``vector`` or ``attack`` axis (``ins-o2o``), else ``attack.vector``."""
+        ``vector`` is the label of a ``vector`` or ``attack`` axis (``ins-o2o``), else ``attack.vector``.
+        A ``trigger.*`` key of a ``trigger: auto`` run is the trigger stage 2 chose for it (metrics.json's
+        ``attack.trigger``), so searched triggers take their place on the frontier."""
         if key == VECTOR:
             return next((self.axes[k] for k in (VECTOR, "attack") if k in self.axes), self.config.get("attack.vector"))
         if key in self.axes:
             return self.axes[key]
         if key in self.config:
             return self.config[key]
+        if key.startswith(TRIGGER) and self.config.get("trigger") == "auto":
+            return _hashable(self.metrics.get("attack", {}).get("trigger", {}).get(key.removeprefix(TRIGGER)))
         return self.metrics.get(key)
 
 
