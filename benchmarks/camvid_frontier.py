@@ -63,12 +63,20 @@ def pipeline_label(pipeline: dict[str, Any]) -> str:
     return f"{pipeline['train']} {'native' if size == 'native' else '×'.join(map(str, size))}"
 
 
+def trigger_label(attack: dict[str, Any]) -> str:
+    """metrics.json's ``attack`` as a setting: ``logo 1/10 centre ×4 α0.4``, ``cover 1/4 α0.05``."""
+    t = attack["trigger"]
+    if attack["placement"] == "cover":
+        small = f" / {t['small_intensity']:g} under {t['small_area_px']} px" if t.get("small_intensity") else ""
+        return f"cover {t['size_fraction']} α{t['intensity']:g}{small}"
+    return f"{t['shape']} {t['size_fraction']} {attack['placement']} ×{t['quantity']} α{t['intensity']:g}"
+
+
 def ledger_row(record: Record, method: str, setting: str | None, source: str) -> dict[str, Any]:
-    """One finished run as a ledger row; ``setting`` defaults to the run's ``attack`` axis label and
-    trigger intensity (a searched trigger's runs should share one ``setting``, e.g. the budget)."""
+    """One finished run as a ledger row; ``setting`` defaults to the run's trigger (``trigger_label``;
+    a searched trigger's runs should share one ``setting``, e.g. the budget)."""
     m = record.metrics
-    if setting is None:
-        setting = f"{record.axes.get('attack', m['attack']['attack'])} α{m['attack']['trigger']['intensity']:g}"
+    setting = setting or trigger_label(m["attack"])
     delta = None if m.get("clean_model_cba") is None else round(100 * (m["cba"] - m["clean_model_cba"]), 1)
     return {"vector": record.config["attack.vector"], "method": method, "pipeline": pipeline_label(m["pipeline"]),
             "setting": setting, "seed": record.config["seed"], "psnr": f"{m['psnr']:.2f}", "asr": f"{m['asr']:.3f}",
@@ -128,6 +136,13 @@ def _pm(mean: float | None, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _price_text(points: Sequence[dict[str, Any]], price: float | None) -> str:
+    if price is None:
+        return "none"
+    n = max(len(p["seeds"]) for p in points if p["psnr"] == price)
+    return f"{price:.2f} dB ({n} seed{'s' if n > 1 else ''})"
+
+
 def markdown(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -> str:
     lines = []
     for (vector, pipeline), methods in sorted(frontier.items()):
@@ -140,8 +155,8 @@ def markdown(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -
                 lines.append(f"| {method} | {p['setting']} | {n} | {_pm(p['psnr'], p['psnr_std'], 2)} | "
                              f"{_pm(p['asr'], p['asr_std'], 3)} | {_pm(p['cba_delta'], p['cba_delta_std'], 1)}{cba_n} |")
         price = prices(methods)
-        lines += ["", "Stealth price (highest mean PSNR at mean ASR ≥ 0.9): "
-                  + "; ".join(f"{m} {'none' if v is None else f'{v:.2f} dB'}" for m, v in price.items()), ""]
+        lines += ["", "Stealth price (highest mean PSNR at mean ASR ≥ 0.9, with the seeds of that point): "
+                  + "; ".join(f"{m} {_price_text(methods[m], v)}" for m, v in price.items()), ""]
     return "\n".join(lines)
 
 
@@ -199,7 +214,7 @@ def main() -> None:
     a.add_argument("sweep_dir", type=Path)
     a.add_argument("--method", required=True)
     a.add_argument("--setting", help="one setting for every run (a searched trigger's budget); "
-                                     "default: the attack axis label and the trigger intensity")
+                                     "default: each run's trigger, e.g. 'logo 1/10 centre ×4 α0.4'")
     a.add_argument("--sweep", action="append", help="only the runs of this sweep file (stem; repeatable)")
     a.add_argument("--where", action="append", default=[], help="key=value, as badseg table --where")
     a.add_argument("--source", default="sweep", help="where the runs come from, e.g. the results.md pass")
