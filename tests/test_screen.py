@@ -31,6 +31,7 @@ from badseg.stages.screen import (
     halving_schedule,
     screen_candidates,
     shortlist,
+    spend_budget,
 )
 from badseg.stages.surrogate import surrogate_data
 from badseg.train.augment import AugmentConfig, SegTorchDataset
@@ -201,3 +202,54 @@ def test_screen_runs_inside_trigger_auto_and_its_winner_is_the_victims_trigger(t
     assert sum(line.startswith("| **") for line in table) == 1 and len(table) == 5 + len(screen["rounds"][0])
     again = run_trigger_search(cfg, data, model, cfg.attack.victim, cfg.attack.target, tmp_path)
     assert again.chosen == result.chosen and again.screen == screen
+
+
+def test_spend_budget_climbs_each_candidate_to_the_strongest_blend_in_budget():
+    """PSNR 60 − 50·α with a 45 dB budget: 0.2 is the strongest option in budget. The climb stops at
+    the first stronger option out of budget, and candidates that end on the same trigger merge."""
+    measured = []
+
+    def measure(options, **extra):
+        psnr_ = 60 - 50 * options["intensity"] if options["shape"] != "odd" else {0.1: 50, 0.2: 40, 0.4: 50}[
+            options["intensity"]]
+        measured.append((options["shape"], options["intensity"]))
+        return {"id": 100 + len(measured), "options": options, "psnr": psnr_, "in_budget": psnr_ >= 45, **extra}
+
+    def row(i, shape, alpha, position="centre"):
+        return {"id": i, "options": {"shape": shape, "size": 0.1, "position": position, "quantity": 1,
+                                     "intensity": alpha, "pattern": "checker", "colour": "white"},
+                "psnr": 60 - 50 * alpha, "in_budget": True}
+
+    picked = [row(0, "circle", 0.05), row(1, "circle", 0.1), row(2, "odd", 0.1), row(3, "circle", 0.05, "cover"),
+              row(4, "square", 0.05, "cover")]
+    out = spend_budget(picked, (0.05, 0.1, 0.2, 0.4), measure)
+    assert [(r["options"]["shape"], r["options"]["position"], r["options"]["intensity"]) for r in out] == [
+        ("circle", "centre", 0.2), ("odd", "centre", 0.1), ("circle", "cover", 0.2)]
+    assert out[0]["raised_from"] == 0 and out[1] is picked[2]
+    assert ("odd", 0.4) not in measured  # stopped at 0.2, out of budget, though 0.4 would pass
+    assert measured.count(("circle", 0.4)) == 3  # each circle climb ended on 0.4's failure
+
+
+def test_the_screen_spends_the_budget_the_draws_left(blocks_surrogate):
+    """The pool holds only the relaxation's faint choice (α 0.02); with ``spend`` the screen raises
+    it to α 0.3, the strongest option in budget, and measures α 0.9 out of budget; without it the
+    faint trigger is what it trains."""
+    data, model = blocks_surrogate
+    space = {"shape": ("square",), "size": (0.4,), "position": ("centre",), "quantity": (1,),
+             "intensity": (0.02, 0.3, 0.9), "pattern": ("solid",), "colour": ("white",)}
+    probs = {a: [1.0 / len(space[a])] * len(space[a]) for a in ATTRIBUTES}
+    chosen = {a: 0 for a in ATTRIBUTES}
+    augment = AugmentConfig((1.0, 1.0), None, 0.0)
+    held = Subset(data, holdout_split(len(data), 0.5, 0)[1])
+    at = {a: np.mean([psnr(c.image, p.image) for c, p in PoisonedTestSet(held, _attack_of(
+        {**{k: v[0] for k, v in space.items()}, "intensity": a}), 0)]) for a in (0.3, 0.9)}
+    settings = ScreenSettings(candidates=1, pool=0, steps=2, lr=1e-2, batch_size=8, psnr_min=(at[0.3] + at[0.9]) / 2,
+                              seed=0, spend=True)
+    record = screen_candidates(space, probs, chosen, _attack_of, data, model, None, augment, None, None, settings)
+    assert record["chosen"]["intensity"] == 0.3
+    pool = {r["options"]["intensity"]: r for r in record["pool"]}
+    assert pool[0.3]["in_budget"] and pool[0.3]["shortlisted"] and pool[0.3]["raised_from"] == pool[0.02]["id"]
+    assert not pool[0.9]["in_budget"] and not pool[0.02]["shortlisted"]
+    record = screen_candidates(space, probs, chosen, _attack_of, data, model, None, augment, None, None,
+                               ScreenSettings(**{**settings.__dict__, "spend": False}))
+    assert record["chosen"]["intensity"] == 0.02 and len(record["pool"]) == 1

@@ -204,7 +204,8 @@ class SearchConfig(_Strict):
     ``screen`` > 0 then ranks that many discrete candidates (the relaxation's choice among them)
     by what a proxy victim learns from each, by successive halving, with the budget measured at
     native resolution (``badseg.stages.screen``; ``screen_pool`` uniform draws, ``screen_steps``
-    proxy steps in the first round at ``screen_lr``).
+    proxy steps in the first round at ``screen_lr``; ``screen_spend``: each shortlisted candidate
+    at the strongest intensity option still in budget).
     """
 
     steps: int = Field(200, ge=1)
@@ -227,6 +228,7 @@ class SearchConfig(_Strict):
     screen_pool: int = Field(48, ge=1)
     screen_steps: int = Field(30, ge=1)
     screen_lr: float = Field(1e-3, gt=0.0)
+    screen_spend: bool = False  # raise each shortlisted candidate's blend to the strongest in budget
 
     @model_validator(mode="after")
     def _check_pattern(self) -> SearchConfig:

@@ -145,7 +145,7 @@ def run_trigger_search(cfg: RunConfig, data: SurrogateData, model: SegModel, vic
         train_size, augment = train_transform(cfg.train, cfg.data)
         eval_size, slide = eval_transform(cfg)
         screen = ScreenSettings(s.screen, s.screen_pool, s.screen_steps, s.screen_lr, s.batch_size,
-                                s.poison_fraction, s.holdout, s.psnr_min, cfg.seed)
+                                s.poison_fraction, s.holdout, s.psnr_min, cfg.seed, s.screen_spend)
         result.screen = screen_candidates(
             result.space, result.probabilities, result.chosen_index,
             lambda options: attack_for(with_search_result(resolved, replace(result, chosen=options)), data.surrogate),

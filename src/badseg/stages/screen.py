@@ -13,7 +13,10 @@ Talwalkar, AISTATS 2016; Li et al., Hyperband, JMLR 2018):
    their native resolution, and its mean PSNR is measured as the results report it
    (``metrics.stealth.psnr`` over the triggered images); candidates under ``psnr_min`` or
    applying to no image are dropped, the rest taken round-robin over the position options, the
-   most budget spent first, up to ``candidates``;
+   most budget spent first, up to ``candidates``; with ``spend``, each shortlisted candidate's blend
+   is then raised to the strongest intensity option still in budget (PSNR falls as the blend
+   grows, so the first stronger option out of budget ends the climb): under a PSNR budget a
+   placement is compared at the strongest trigger it can afford, not at the one a draw gave it;
 3. **rounds**: each survivor's proxy — a copy of the stage-1 surrogate — trains ``steps · 2^r``
    more steps on the fine-tuning part of the surrogate set with a ``poison_fraction`` of it
    poisoned by that candidate, through the victim's own pipeline (``build.train_transform``);
@@ -68,6 +71,7 @@ class ScreenSettings:
         holdout: share of the surrogate images held out for the budget and the ASR.
         psnr_min: the stealth budget (dB, native resolution).
         seed: seeds the split, the draws, the poisoning and the proxies' batches.
+        spend: raise each shortlisted candidate's intensity to the strongest option in budget.
     """
 
     candidates: int = 12
@@ -79,6 +83,7 @@ class ScreenSettings:
     holdout: float = 0.5
     psnr_min: float = 35.0
     seed: int = 0
+    spend: bool = False
 
 
 def halving_schedule(n: int) -> list[int]:
@@ -88,6 +93,33 @@ def halving_schedule(n: int) -> list[int]:
     while schedule[-1] > 2:
         schedule.append((schedule[-1] + 1) // 2)
     return schedule
+
+
+def rendered_key(options: dict[str, Any]) -> tuple:
+    """What a candidate renders: its options, less those ``cover`` ignores (``COVER_IGNORES``)."""
+    ignored = COVER_IGNORES if options["position"] == COVER else ()
+    return tuple(None if a in ignored else options[a] for a in ATTRIBUTES)
+
+
+def spend_budget(picked: list[dict[str, Any]], intensities: tuple[float, ...],
+                 measure: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each of ``picked`` at the strongest of ``intensities`` whose row (``measure(options,
+    raised_from=id)``) is still ``in_budget``, climbing from its own and stopping at the first
+    stronger option out of budget; a raised candidate that renders the same trigger as an earlier
+    one is left out."""
+    out, seen = [], set()
+    for row in picked:
+        best = row
+        for value in sorted(v for v in intensities if v > row["options"]["intensity"]):
+            raised = measure({**row["options"], "intensity": value}, raised_from=row["id"])
+            if not raised["in_budget"]:
+                break
+            best = raised
+        key = rendered_key(best["options"])
+        if key not in seen:
+            seen.add(key)
+            out.append(best)
+    return out
 
 
 def draw_candidates(space: dict[str, tuple], probabilities: dict[str, list[float]], chosen: Candidate,
@@ -100,8 +132,7 @@ def draw_candidates(space: dict[str, tuple], probabilities: dict[str, list[float
     out, seen = [], set()
 
     def add(c: Candidate) -> None:
-        ignored = COVER_IGNORES if space["position"][c["position"]] == COVER else ()
-        key = tuple(-1 if a in ignored else c[a] for a in ATTRIBUTES)
+        key = rendered_key({a: space[a][c[a]] for a in ATTRIBUTES})
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -180,16 +211,21 @@ def screen_candidates(space: dict[str, tuple], probabilities: dict[str, list[flo
     device = next(model.parameters()).device
     rows: list[dict[str, Any]] = []
     tests: dict[int, PoisonedTestSet] = {}
-    for i, cand in enumerate(draw_candidates(space, probabilities, chosen, s.pool, s.seed)):
-        options = {a: space[a][cand[a]] for a in ATTRIBUTES}
-        attack = attack_of(options)
-        test = PoisonedTestSet(heldout, attack, s.seed)
+
+    def measure(options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        test = PoisonedTestSet(heldout, attack_of(options), s.seed)
         value = triggered_psnr(test) if len(test) else None  # None: the trigger applies to no held-out image
-        row = {"id": i, "options": options, "psnr": value, "reach": len(test) / len(heldout),
-               "in_budget": value is not None and value >= s.psnr_min, "relaxation_choice": i == 0}
+        row = {"id": len(rows), "options": options, "psnr": value, "reach": len(test) / len(heldout),
+               "in_budget": value is not None and value >= s.psnr_min, "relaxation_choice": False, **extra}
         rows.append(row)
-        tests[i] = test
+        tests[row["id"]] = test
+        return row
+
+    for i, cand in enumerate(draw_candidates(space, probabilities, chosen, s.pool, s.seed)):
+        measure({a: space[a][cand[a]] for a in ATTRIBUTES}, relaxation_choice=i == 0)
     picked = shortlist(rows, s.candidates)
+    if s.spend:
+        picked = spend_budget(picked, space["intensity"], measure)
     if not picked:
         raise ValueError(f"no trigger candidate reaches the {s.psnr_min} dB budget on the held-out surrogate images; "
                          "lower search.psnr_min or add fainter options (search.options.intensity)")
@@ -233,5 +269,5 @@ def screen_candidates(space: dict[str, tuple], probabilities: dict[str, list[flo
             "pool": [{**r, "shortlisted": any(r["id"] == p["id"] for p in picked)} for r in rows], "rounds": rounds}
 
 
-__all__ = ["Candidate", "ScreenSettings", "draw_candidates", "halving_schedule", "screen_candidates", "shortlist",
-           "triggered_psnr"]
+__all__ = ["Candidate", "ScreenSettings", "draw_candidates", "halving_schedule", "rendered_key", "screen_candidates",
+           "shortlist", "spend_budget", "triggered_psnr"]
