@@ -58,6 +58,8 @@ def screen_lines(screen: dict[str, Any]) -> list[str]:
         i = first["id"]
         scores = [next((f"{r['score']:.3f}" for r in rnd if r["id"] == i), "") for rnd in rounds]
         name = ", ".join(f"{k} {v}" for k, v in rows[i]["options"].items())
+        if "raised_from" in rows[i]:
+            name += f" (blend raised from candidate {rows[i]['raised_from']})"
         name = f"**{name}**" if i == screen["winner"] else name
         lines.append(f"| {name} | {rows[i]['psnr']:.2f} | " + " | ".join(scores) + " |")
     return [*lines, ""]
