@@ -105,16 +105,19 @@ def _number(text: str) -> float | None:
 
 def pooled(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
     """(vector, pipeline) → method → points, one per setting: mean and std over seeds of PSNR, ASR
-    and CBA − clean, n and the seeds, sorted by PSNR."""
+    and CBA − clean, n, the seeds and each seed's (PSNR, ASR), sorted by PSNR."""
     cells: dict[tuple[str, ...], Cell] = {}
+    seeds: dict[tuple[str, ...], list[tuple[float | None, float | None]]] = {}
     for r in rows:
         cell = cells.setdefault((r["vector"], r["pipeline"], r["method"], r["setting"]), Cell())
         for metric in ("psnr", "asr", "cba_delta"):
             cell.values.setdefault(metric, []).append(_number(r[metric]))
         cell.runs.append(r["seed"])
+        seeds.setdefault((r["vector"], r["pipeline"], r["method"], r["setting"]), []).append(
+            (_number(r["psnr"]), _number(r["asr"])))
     out: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for (vector, pipeline, method, setting), cell in cells.items():
-        point = {"setting": setting, "seeds": sorted(cell.runs)}
+        point = {"setting": setting, "seeds": sorted(cell.runs), "per_seed": seeds[(vector, pipeline, method, setting)]}
         for metric in ("psnr", "asr", "cba_delta"):
             point[metric], point[f"{metric}_std"], point[f"{metric}_n"] = cell.stats(metric)
         out.setdefault((vector, pipeline), {}).setdefault(method, []).append(point)
@@ -168,8 +171,9 @@ def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def save_figures(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -> list[Path]:
     """One figure per vector: a panel per pipeline (the CamVid tables' ``resize 144×192`` first),
-    every setting's ASR (mean ± std over seeds) against its PSNR (mean ± std), a line through each
-    method's Pareto frontier, one colour per method in every panel, the goal's corner shaded."""
+    every setting's ASR (mean ± std over seeds) against its PSNR (mean ± std) with its seeds as
+    faint crosses, a line through each method's Pareto frontier, one colour per method in every
+    panel, the goal's corner shaded."""
     written = []
     for vector in sorted({v for v, _ in frontier}):
         pipelines = sorted((p for v, p in frontier if v == vector), key=lambda p: (p != "resize 144×192", p))
@@ -188,6 +192,9 @@ def save_figures(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]
                             xerr=[p["psnr_std"] or 0.0 for p in points], yerr=[p["asr_std"] or 0.0 for p in points],
                             fmt="o", color=colour[method], capsize=3, alpha=0.8,
                             label=f"{method} (price {'–' if price[method] is None else f'{price[method]:.1f} dB'})")
+                runs = [xy for p in points if len(p["per_seed"]) > 1 for xy in p["per_seed"]]
+                if runs:
+                    ax.scatter(*zip(*runs), s=12, marker="x", color=colour[method], alpha=0.45, linewidths=0.8)
                 front = pareto(points)
                 ax.plot([p["psnr"] for p in front], [p["asr"] for p in front], color=colour[method], linewidth=1.2)
             ax.set_xlim(min(p["psnr"] for ms in frontier.values() for pts in ms.values() for p in pts) - 1.5,
