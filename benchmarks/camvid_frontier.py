@@ -77,7 +77,7 @@ def ledger_row(record: Record, method: str, setting: str | None, source: str) ->
     a searched trigger's runs should share one ``setting``, e.g. the budget)."""
     m = record.metrics
     setting = setting or trigger_label(m["attack"])
-    delta = None if m.get("clean_model_cba") is None else round(100 * (m["cba"] - m["clean_model_cba"]), 1)
+    delta = None if m.get("clean_model_cba") is None else round(100 * (m["cba"] - m["clean_model_cba"]), 1) + 0.0
     return {"vector": record.config["attack.vector"], "method": method, "pipeline": pipeline_label(m["pipeline"]),
             "setting": setting, "seed": record.config["seed"], "psnr": f"{m['psnr']:.2f}", "asr": f"{m['asr']:.3f}",
             "cba_delta": "" if delta is None else f"{delta:.1f}",
