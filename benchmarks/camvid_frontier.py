@@ -32,7 +32,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from badseg.data.io import atomic_write_bytes
+from badseg.data.io import atomic_open, atomic_write_bytes
 from badseg.report.tables import Cell, Record, load_records, select_records, stealth_price
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,17 +107,15 @@ def pooled(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], dict[str, li
     """(vector, pipeline) → method → points, one per setting: mean and std over seeds of PSNR, ASR
     and CBA − clean, n, the seeds and each seed's (PSNR, ASR), sorted by PSNR."""
     cells: dict[tuple[str, ...], Cell] = {}
-    seeds: dict[tuple[str, ...], list[tuple[float | None, float | None]]] = {}
     for r in rows:
         cell = cells.setdefault((r["vector"], r["pipeline"], r["method"], r["setting"]), Cell())
         for metric in ("psnr", "asr", "cba_delta"):
             cell.values.setdefault(metric, []).append(_number(r[metric]))
         cell.runs.append(r["seed"])
-        seeds.setdefault((r["vector"], r["pipeline"], r["method"], r["setting"]), []).append(
-            (_number(r["psnr"]), _number(r["asr"])))
     out: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for (vector, pipeline, method, setting), cell in cells.items():
-        point = {"setting": setting, "seeds": sorted(cell.runs), "per_seed": seeds[(vector, pipeline, method, setting)]}
+        point = {"setting": setting, "seeds": sorted(cell.runs),
+                 "per_seed": list(zip(cell.values["psnr"], cell.values["asr"]))}
         for metric in ("psnr", "asr", "cba_delta"):
             point[metric], point[f"{metric}_std"], point[f"{metric}_n"] = cell.stats(metric)
         out.setdefault((vector, pipeline), {}).setdefault(method, []).append(point)
@@ -165,7 +163,7 @@ def markdown(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -
 
 def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The points no other point beats on both mean PSNR and mean ASR, by PSNR: a method's frontier."""
-    return [p for p in points if not any(q["psnr"] >= p["psnr"] and q["asr"] >= p["asr"] and q is not p
+    return [p for p in points if not any(q["psnr"] >= p["psnr"] and q["asr"] >= p["asr"]
                                          and (q["psnr"], q["asr"]) != (p["psnr"], p["asr"]) for q in points)]
 
 
@@ -175,6 +173,7 @@ def save_figures(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]
     faint crosses, a line through each method's Pareto frontier, one colour per method in every
     panel, the goal's corner shaded."""
     written = []
+    psnrs = [p["psnr"] for methods in frontier.values() for points in methods.values() for p in points]
     for vector in sorted({v for v, _ in frontier}):
         pipelines = sorted((p for v, p in frontier if v == vector), key=lambda p: (p != "resize 144×192", p))
         names = sorted({m for p in pipelines for m in frontier[(vector, p)]})
@@ -197,8 +196,7 @@ def save_figures(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]
                     ax.scatter(*zip(*runs), s=12, marker="x", color=colour[method], alpha=0.45, linewidths=0.8)
                 front = pareto(points)
                 ax.plot([p["psnr"] for p in front], [p["asr"] for p in front], color=colour[method], linewidth=1.2)
-            ax.set_xlim(min(p["psnr"] for ms in frontier.values() for pts in ms.values() for p in pts) - 1.5,
-                        max(p["psnr"] for ms in frontier.values() for pts in ms.values() for p in pts) + 1.5)
+            ax.set_xlim(min(psnrs) - 1.5, max(psnrs) + 1.5)
             ax.set_ylim(0, 1.02)
             ax.set_xlabel("PSNR at native resolution (dB)")
             ax.set_ylabel("ASR")
@@ -207,9 +205,8 @@ def save_figures(frontier: dict[tuple[str, str], dict[str, list[dict[str, Any]]]
             ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
         path = FIGURES / f"frontier-{vector}-methods.png"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write_bytes(path, buf.getvalue())
+        with atomic_open(path) as f:
+            fig.savefig(f, format="png")
         written.append(path)
     return written
 
